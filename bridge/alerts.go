@@ -1,0 +1,77 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sensorflow/sensorflow/internal/mqttx"
+	"github.com/sensorflow/sensorflow/internal/retry"
+	"github.com/sensorflow/sensorflow/internal/sensor"
+)
+
+// mirrorAlerts republishes every alert from Kafka on the device's MQTT
+// alerts topic (QoS 1) and commits each once the broker acknowledged it.
+func (b *Bridge) mirrorAlerts(ctx context.Context) error {
+	opts, err := b.cfg.MQTT.Options(b.cfg.ClientID+"-alerts", true)
+	if err != nil {
+		return err
+	}
+	cl := mqtt.NewClient(opts)
+	t := cl.Connect()
+	select {
+	case <-t.Done():
+		if err := t.Error(); err != nil {
+			return err
+		}
+	case <-ctx.Done():
+		cl.Disconnect(0)
+		return nil
+	}
+	defer cl.Disconnect(250)
+
+	dialer, err := b.cfg.Kafka.Dialer()
+	if err != nil {
+		return err
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:        b.cfg.Kafka.BrokerList(),
+		GroupID:        b.cfg.AlertsGroup,
+		Topic:          b.cfg.Kafka.AlertsTopic,
+		Dialer:         dialer,
+		StartOffset:    kafka.FirstOffset,
+		MaxWait:        500 * time.Millisecond,
+		CommitInterval: time.Second,
+	})
+	defer r.Close()
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		var a sensor.Alert
+		if err := json.Unmarshal(m.Value, &a); err != nil || sensor.ValidateID("site", a.Site) != nil || sensor.ValidateID("device_id", a.DeviceID) != nil {
+			b.m.alerts.WithLabelValues("invalid").Inc()
+			b.log.Warn("skipping invalid alert", "partition", m.Partition, "offset", m.Offset)
+		} else {
+			topic := b.topics.Alerts(a.Site, a.DeviceID)
+			err := retry.Default.Forever(ctx, b.log, "publishing alert to mqtt", func() error {
+				return mqttx.Wait(cl.Publish(topic, 1, false, m.Value), 10*time.Second)
+			}, func(error) { b.m.alerts.WithLabelValues("error").Inc() })
+			if err != nil {
+				return nil // ctx ended; the alert is redelivered to the group
+			}
+			b.m.alerts.WithLabelValues("published").Inc()
+		}
+		if err := r.CommitMessages(ctx, m); err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+}

@@ -1,0 +1,196 @@
+// Package kafkax holds the Kafka connection settings and topic names every
+// Sensorflow component shares, and builds kafka-go writers, readers and
+// admin clients from them with Sensorflow's delivery guarantees.
+package kafkax
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"github.com/sensorflow/sensorflow/internal/tlsx"
+)
+
+// Config says how to reach Kafka and which topics Sensorflow uses. It is a
+// value; copy it freely.
+type Config struct {
+	Brokers           string
+	ReadingsTopic     string
+	AlertsTopic       string
+	DeadLetterTopic   string
+	Partitions        int
+	ReplicationFactor int
+	CreateTopics      bool
+	SASLMechanism     string
+	SASLUsername      string
+	SASLPassword      string
+	SASLPasswordFile  string
+	TLS               tlsx.Config
+}
+
+// RegisterFlags registers the kafka.* flags.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Brokers, "kafka.brokers", "127.0.0.1:9092", "Comma-separated Kafka bootstrap brokers.")
+	fs.StringVar(&c.ReadingsTopic, "kafka.readings-topic", "sensorflow.readings", "Kafka topic for normalized readings (key: device id).")
+	fs.StringVar(&c.AlertsTopic, "kafka.alerts-topic", "sensorflow.alerts", "Kafka topic for alerts (key: device id).")
+	fs.StringVar(&c.DeadLetterTopic, "kafka.deadletter-topic", "sensorflow.deadletter", "Kafka topic for rejected payloads, with the reason in headers.")
+	fs.IntVar(&c.Partitions, "kafka.partitions", 6, "Partitions of each topic Sensorflow creates.")
+	fs.IntVar(&c.ReplicationFactor, "kafka.replication-factor", 1, "Replication factor of each topic Sensorflow creates.")
+	fs.BoolVar(&c.CreateTopics, "kafka.create-topics", true, "Create missing topics at start-up.")
+	fs.StringVar(&c.SASLMechanism, "kafka.sasl.mechanism", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none).")
+	fs.StringVar(&c.SASLUsername, "kafka.sasl.username", "", "SASL username.")
+	fs.StringVar(&c.SASLPassword, "kafka.sasl.password", "", "SASL password; prefer SENSORFLOW_KAFKA_SASL_PASSWORD or -kafka.sasl.password-file.")
+	fs.StringVar(&c.SASLPasswordFile, "kafka.sasl.password-file", "", "File holding the SASL password.")
+	c.TLS.RegisterFlags(fs, "kafka")
+}
+
+// BrokerList returns the bootstrap brokers.
+func (c *Config) BrokerList() []string {
+	var out []string
+	for _, b := range strings.Split(c.Brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// Validate checks the settings without connecting.
+func (c *Config) Validate() error {
+	if len(c.BrokerList()) == 0 {
+		return errors.New("kafka.brokers is empty")
+	}
+	for _, t := range []string{c.ReadingsTopic, c.AlertsTopic, c.DeadLetterTopic} {
+		if t == "" {
+			return errors.New("kafka topic names must not be empty")
+		}
+	}
+	if c.Partitions < 1 || c.ReplicationFactor < 1 {
+		return errors.New("kafka.partitions and kafka.replication-factor must be at least 1")
+	}
+	_, err := c.mechanism()
+	return err
+}
+
+func (c *Config) mechanism() (sasl.Mechanism, error) {
+	if c.SASLMechanism == "" {
+		return nil, nil
+	}
+	pw := c.SASLPassword
+	if c.SASLPasswordFile != "" {
+		b, err := os.ReadFile(c.SASLPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading kafka.sasl.password-file: %w", err)
+		}
+		pw = strings.TrimSpace(string(b))
+	}
+	switch strings.ToUpper(c.SASLMechanism) {
+	case "PLAIN":
+		return plain.Mechanism{Username: c.SASLUsername, Password: pw}, nil
+	case "SCRAM-SHA-256":
+		return scram.Mechanism(scram.SHA256, c.SASLUsername, pw)
+	case "SCRAM-SHA-512":
+		return scram.Mechanism(scram.SHA512, c.SASLUsername, pw)
+	}
+	return nil, fmt.Errorf("kafka.sasl.mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.SASLMechanism)
+}
+
+// Transport returns the transport for writers and admin clients.
+func (c *Config) Transport() (*kafka.Transport, error) {
+	mech, err := c.mechanism()
+	if err != nil {
+		return nil, err
+	}
+	tc, err := c.TLS.Build()
+	if err != nil {
+		return nil, fmt.Errorf("kafka tls: %w", err)
+	}
+	return &kafka.Transport{SASL: mech, TLS: tc, DialTimeout: 5 * time.Second, MetadataTTL: 30 * time.Second}, nil
+}
+
+// Dialer returns the dialer for readers.
+func (c *Config) Dialer() (*kafka.Dialer, error) {
+	mech, err := c.mechanism()
+	if err != nil {
+		return nil, err
+	}
+	tc, err := c.TLS.Build()
+	if err != nil {
+		return nil, fmt.Errorf("kafka tls: %w", err)
+	}
+	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, SASLMechanism: mech, TLS: tc}, nil
+}
+
+// Client returns an admin client.
+func (c *Config) Client() (*kafka.Client, error) {
+	tr, err := c.Transport()
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Client{Addr: kafka.TCP(c.BrokerList()...), Transport: tr, Timeout: 10 * time.Second}, nil
+}
+
+// Writer returns a writer with Sensorflow's guarantees: every write waits for
+// all in-sync replicas (acks=all), messages are partitioned by key with the
+// Java client's murmur2 so each device stays in order, and batches flush
+// after at most linger instead of kafka-go's 1 s default. Messages must name
+// their topic. The caller closes the writer.
+func (c *Config) Writer(batchSize int, linger time.Duration) (*kafka.Writer, error) {
+	tr, err := c.Transport()
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Writer{
+		Addr:                   kafka.TCP(c.BrokerList()...),
+		Balancer:               kafka.Murmur2Balancer{},
+		RequiredAcks:           kafka.RequireAll,
+		BatchSize:              batchSize,
+		BatchBytes:             16 << 20,
+		BatchTimeout:           linger,
+		MaxAttempts:            3,
+		WriteBackoffMin:        50 * time.Millisecond,
+		WriteBackoffMax:        time.Second,
+		AllowAutoTopicCreation: false,
+		Transport:              tr,
+	}, nil
+}
+
+// Topics returns the configurations of the topics Sensorflow uses.
+func (c *Config) Topics() []kafka.TopicConfig {
+	var out []kafka.TopicConfig
+	for _, t := range []string{c.ReadingsTopic, c.AlertsTopic, c.DeadLetterTopic} {
+		out = append(out, kafka.TopicConfig{Topic: t, NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor})
+	}
+	return out
+}
+
+// EnsureTopics creates the topics Sensorflow uses when they are missing
+// (and CreateTopics is on). Existing topics are left as they are.
+func (c *Config) EnsureTopics(ctx context.Context) error {
+	if !c.CreateTopics {
+		return nil
+	}
+	cl, err := c.Client()
+	if err != nil {
+		return err
+	}
+	resp, err := cl.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: c.Topics()})
+	if err != nil {
+		return fmt.Errorf("creating kafka topics: %w", err)
+	}
+	for topic, terr := range resp.Errors {
+		if terr != nil && !errors.Is(terr, kafka.TopicAlreadyExists) {
+			return fmt.Errorf("creating kafka topic %s: %w", topic, terr)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,328 @@
+// Command sensorflow is Sensorflow's one binary: the simulator, the bridge and
+// the processor (chosen with -target), and the tools around them.
+//
+//	sensorflow [-target all|simulator,bridge,processor] [flags]   run services
+//	sensorflow alerts [flags]                                      follow the alert stream
+//	sensorflow check [flags]                                       check every server answers
+//	sensorflow version
+//
+// Every flag can also be set through the environment: -kafka.brokers is
+// SENSORFLOW_KAFKA_BROKERS. `sensorflow -help` lists the flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/peterbourgon/ff/v3"
+
+	"github.com/sensorflow/sensorflow/bridge"
+	"github.com/sensorflow/sensorflow/internal/admin"
+	"github.com/sensorflow/sensorflow/internal/cli"
+	"github.com/sensorflow/sensorflow/internal/kafkax"
+	"github.com/sensorflow/sensorflow/internal/mqttx"
+	"github.com/sensorflow/sensorflow/processor"
+	"github.com/sensorflow/sensorflow/simulator"
+)
+
+const envPrefix = "SENSORFLOW"
+
+func main() {
+	if err := dispatch(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "sensorflow:", err)
+		os.Exit(1)
+	}
+}
+
+func dispatch(args []string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		switch args[0] {
+		case "check":
+			var c cli.CheckConfig
+			fs := newFlagSet("check", "Checks that every server answers its own protocol, with the clients Sensorflow uses.", stderr)
+			c.RegisterFlags(fs)
+			if err := parse(fs, args[1:]); err != nil {
+				return err
+			}
+			return cli.Check(ctx, c, stdout)
+		case "alerts":
+			var c cli.AlertsConfig
+			fs := newFlagSet("alerts", "Follows the alert stream from Kafka (default) or MQTT and prints it.", stderr)
+			c.RegisterFlags(fs)
+			if err := parse(fs, args[1:]); err != nil {
+				return err
+			}
+			return cli.Alerts(ctx, c, stdout)
+		case "version":
+			fmt.Fprintln(stdout, "sensorflow", version())
+			return nil
+		case "run":
+			args = args[1:]
+		default:
+			return fmt.Errorf("unknown command %q (want run, alerts, check or version; see -help)", args[0])
+		}
+	}
+	var cfg RunConfig
+	fs := newFlagSet("", runUsage, stderr)
+	cfg.RegisterFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if cfg.Health {
+		return admin.Probe("http://"+localAddr(cfg.AdminAddr)+"/readyz", 3*time.Second)
+	}
+	log, err := newLogger(cfg.LogFormat, cfg.LogLevel, stderr)
+	if err != nil {
+		return err
+	}
+	return Run(ctx, cfg, log)
+}
+
+const runUsage = `Runs Sensorflow services in this process.
+
+  sensorflow -target=all                         simulator, bridge and processor
+  sensorflow -target=bridge -mqtt.url tcp://broker:1883 -kafka.brokers kafka:9092
+  sensorflow -target=processor -influx.url http://influxdb:8086 -cassandra.hosts cassandra
+
+Other commands: sensorflow alerts | check | version (each with -help).
+Every flag may be set in the environment: -kafka.brokers is SENSORFLOW_KAFKA_BROKERS.`
+
+func newFlagSet(name, doc string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("sensorflow "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: sensorflow %s[flags]\n\n%s\n\nFlags:\n", strings.TrimSpace(name+" "), doc)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	return ff.Parse(fs, args, ff.WithEnvVarPrefix(envPrefix))
+}
+
+// RunConfig holds the flags of the services run.
+type RunConfig struct {
+	Targets         string
+	AdminAddr       string
+	LogFormat       string
+	LogLevel        string
+	Health          bool
+	ShutdownTimeout time.Duration
+	MQTT            mqttx.Config
+	Kafka           kafkax.Config
+	TopicPrefix     string
+	Simulator       simulator.Config
+	Bridge          bridge.Config
+	Processor       processor.Config
+}
+
+// RegisterFlags registers every flag of the services run.
+func (c *RunConfig) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Targets, "target", "all", "Services to run: all, or a comma list of simulator, bridge, processor.")
+	fs.StringVar(&c.AdminAddr, "admin.addr", ":9100", "Address of the admin HTTP server (/metrics, /healthz, /readyz).")
+	fs.StringVar(&c.LogFormat, "log.format", "json", "Log format: json or text.")
+	fs.StringVar(&c.LogLevel, "log.level", "info", "Log level: debug, info, warn or error.")
+	fs.BoolVar(&c.Health, "health", false, "Probe the running process's /readyz on -admin.addr and exit 0 if ready (container health check).")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "Time each service has to drain on SIGTERM.")
+	fs.StringVar(&c.TopicPrefix, "mqtt.topic-prefix", "sensorflow", "First level of every MQTT topic.")
+	c.MQTT.RegisterFlags(fs)
+	c.Kafka.RegisterFlags(fs)
+	c.Simulator.RegisterFlags(fs)
+	c.Bridge.RegisterFlags(fs)
+	c.Processor.RegisterFlags(fs)
+}
+
+func (c *RunConfig) targets() (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, t := range strings.Split(c.Targets, ",") {
+		switch t = strings.TrimSpace(t); t {
+		case "all":
+			out["simulator"], out["bridge"], out["processor"] = true, true, true
+		case "simulator", "bridge", "processor":
+			out[t] = true
+		default:
+			return nil, fmt.Errorf("-target %q: want all or a comma list of simulator, bridge, processor", t)
+		}
+	}
+	return out, nil
+}
+
+type service interface {
+	Run(ctx context.Context) error
+}
+
+// Run starts the selected services and the admin server, and drains them in
+// pipeline order (simulator, bridge, processor) when ctx ends or one fails.
+func Run(ctx context.Context, cfg RunConfig, log *slog.Logger) error {
+	targets, err := cfg.targets()
+	if err != nil {
+		return err
+	}
+	adm := admin.New(cfg.AdminAddr, log)
+	reg := adm.Registry()
+	type named struct {
+		name string
+		svc  service
+	}
+	var svcs []named
+	if targets["simulator"] {
+		c := cfg.Simulator
+		c.MQTT, c.TopicPrefix = cfg.MQTT, cfg.TopicPrefix
+		s, err := simulator.New(c, log.With("component", "simulator"), reg)
+		if err != nil {
+			return err
+		}
+		svcs = append(svcs, named{"simulator", s})
+	}
+	if targets["bridge"] {
+		c := cfg.Bridge
+		c.MQTT, c.Kafka, c.TopicPrefix = cfg.MQTT, cfg.Kafka, cfg.TopicPrefix
+		b, err := bridge.New(c, log.With("component", "bridge"), reg)
+		if err != nil {
+			return err
+		}
+		adm.Ready("bridge", b.Ready)
+		svcs = append(svcs, named{"bridge", b})
+	}
+	if targets["processor"] {
+		c := cfg.Processor
+		c.Kafka = cfg.Kafka
+		p, err := processor.New(c, log.With("component", "processor"), reg)
+		if err != nil {
+			return err
+		}
+		adm.Ready("processor", p.Ready)
+		svcs = append(svcs, named{"processor", p})
+	}
+	addr, err := adm.Listen()
+	if err != nil {
+		return err
+	}
+	log.Info("sensorflow starting", "version", version(), "targets", cfg.Targets, "admin", addr.String())
+
+	admCtx, admStop := context.WithCancel(context.Background())
+	admDone := make(chan error, 1)
+	go func() { admDone <- adm.Serve(admCtx) }()
+
+	type result struct {
+		name string
+		err  error
+	}
+	done := make(chan result, len(svcs))
+	cancels := make([]context.CancelFunc, len(svcs))
+	for i, s := range svcs {
+		sctx, cancel := context.WithCancel(context.Background())
+		cancels[i] = cancel
+		go func() { done <- result{s.name, s.svc.Run(sctx)} }()
+	}
+
+	var firstErr error
+	finished := map[string]bool{}
+	// A service that finishes cleanly (the simulator after -simulator.count)
+	// leaves the others running; one that fails stops the process.
+wait:
+	for len(finished) < len(svcs) {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down", "reason", "signal")
+			break wait
+		case r := <-done:
+			finished[r.name] = true
+			if r.err != nil {
+				firstErr = fmt.Errorf("%s: %w", r.name, r.err)
+				log.Error("service failed, shutting down", "service", r.name, "err", r.err)
+				break wait
+			}
+			log.Info("service finished", "service", r.name)
+		}
+	}
+	adm.ShuttingDown()
+	// Drain in pipeline order: stop intake first, then what it feeds.
+	for i, s := range svcs {
+		cancels[i]()
+		if finished[s.name] {
+			continue
+		}
+		timer := time.NewTimer(cfg.ShutdownTimeout)
+	drain:
+		for {
+			select {
+			case r := <-done:
+				finished[r.name] = true
+				if r.err != nil && !errors.Is(r.err, context.Canceled) && firstErr == nil {
+					firstErr = fmt.Errorf("%s: %w", r.name, r.err)
+				}
+				if r.name == s.name {
+					break drain
+				}
+			case <-timer.C:
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%s did not stop within %s", s.name, cfg.ShutdownTimeout)
+				}
+				break drain
+			}
+		}
+		timer.Stop()
+	}
+	admStop()
+	<-admDone
+	log.Info("sensorflow stopped")
+	return firstErr
+}
+
+func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log.level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log.format %q: want json or text", format)
+}
+
+func localAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return s.Value[:12]
+			}
+		}
+		if bi.Main.Version != "" {
+			return bi.Main.Version
+		}
+	}
+	return "dev"
+}

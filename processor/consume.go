@@ -1,0 +1,211 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sensorflow/sensorflow/internal/retry"
+	"github.com/sensorflow/sensorflow/internal/sensor"
+	"github.com/sensorflow/sensorflow/processor/detect"
+	"github.com/sensorflow/sensorflow/processor/sink"
+)
+
+// consume runs the fetch → detect → store → publish → commit loop.
+func (p *Processor) consume(ctx context.Context) error {
+	dialer, err := p.cfg.Kafka.Dialer()
+	if err != nil {
+		return err
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:        p.cfg.Kafka.BrokerList(),
+		GroupID:        p.cfg.GroupID,
+		Topic:          p.cfg.Kafka.ReadingsTopic,
+		Dialer:         dialer,
+		StartOffset:    kafka.FirstOffset,
+		MinBytes:       1,
+		MaxBytes:       16 << 20,
+		MaxWait:        250 * time.Millisecond,
+		QueueCapacity:  p.cfg.BatchSize,
+		ReadBackoffMin: 100 * time.Millisecond,
+		ReadBackoffMax: 2 * time.Second,
+	})
+	defer r.Close()
+	w, err := p.cfg.Kafka.Writer(1000, 5*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+
+	// Fetching stops with ctx; storing and committing the batch in hand may
+	// go on for DrainTimeout after it.
+	drainCtx, cancelDrain := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelDrain()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(p.cfg.DrainTimeout, cancelDrain) })
+	defer stop()
+
+	fetched := make(chan kafka.Message, p.cfg.BatchSize)
+	fetchErr := make(chan error, 1)
+	go func() {
+		defer close(fetched)
+		for {
+			m, err := r.FetchMessage(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					fetchErr <- fmt.Errorf("fetching from kafka: %w", err)
+				}
+				return
+			}
+			select {
+			case fetched <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	p.ready.Store(true)
+	defer p.ready.Store(false)
+	p.log.Info("consuming", "topic", p.cfg.Kafka.ReadingsTopic, "group", p.cfg.GroupID)
+
+	det := detect.New(p.cfg.Detect)
+	batch := make([]kafka.Message, 0, p.cfg.BatchSize)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		batch = batch[:0]
+		select {
+		case m, ok := <-fetched:
+			if !ok {
+				select {
+				case err := <-fetchErr:
+					return err
+				default:
+					return nil
+				}
+			}
+			batch = append(batch, m)
+		case <-ctx.Done():
+			return nil
+		}
+		timer.Reset(p.cfg.Linger)
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case m, ok := <-fetched:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, m)
+			case <-timer.C:
+				break fill
+			}
+		}
+		if err := p.handle(drainCtx, det, w, batch); err != nil {
+			p.log.Warn("batch left uncommitted at shutdown", "messages", len(batch), "err", err)
+			return nil
+		}
+		if err := r.CommitMessages(drainCtx, batch...); err != nil {
+			// The batch is stored; after a rebalance or restart it is
+			// redelivered and rewritten idempotently.
+			p.m.batches.WithLabelValues("commit_error").Inc()
+			p.log.Warn("committing offsets failed", "messages", len(batch), "err", err)
+			continue
+		}
+		p.m.batches.WithLabelValues("committed").Inc()
+		p.m.series.Set(float64(det.Series()))
+		p.m.openAlerts.Set(float64(det.OpenAlerts()))
+	}
+}
+
+// handle decodes, detects, stores and publishes one batch. It returns only
+// when everything is durable, or with ctx's error.
+func (p *Processor) handle(ctx context.Context, det *detect.Detector, w *kafka.Writer, batch []kafka.Message) error {
+	var b sink.Batch
+	b.Readings = make([]sensor.Reading, 0, len(batch))
+	var out []kafka.Message
+	for i := range batch {
+		m := &batch[i]
+		p.m.lag.WithLabelValues(strconv.Itoa(m.Partition)).Set(float64(m.HighWaterMark - m.Offset - 1))
+		var r sensor.Reading
+		err := json.Unmarshal(m.Value, &r)
+		if err == nil {
+			err = r.Validate()
+		}
+		if err != nil {
+			p.m.readings.WithLabelValues("rejected").Inc()
+			out = append(out, p.deadLetter(m, err))
+			continue
+		}
+		b.Readings = append(b.Readings, r)
+		b.Alerts = det.Observe(&b.Readings[len(b.Readings)-1], b.Alerts)
+	}
+	for i := range b.Alerts {
+		a := &b.Alerts[i]
+		v, _ := json.Marshal(a)
+		out = append(out, kafka.Message{Topic: p.cfg.Kafka.AlertsTopic, Key: []byte(a.DeviceID), Value: v})
+		p.m.alerts.WithLabelValues(a.State).Inc()
+	}
+	if err := p.store(ctx, b); err != nil {
+		return err
+	}
+	if len(out) > 0 {
+		if err := retry.Forever(ctx, p.log, "writing alerts to kafka", func() error {
+			return w.WriteMessages(ctx, out...)
+		}); err != nil {
+			return err
+		}
+	}
+	p.m.readings.WithLabelValues("stored").Add(float64(len(b.Readings)))
+	return nil
+}
+
+// store writes b to every sink concurrently; each sink is retried on its own
+// until it succeeds, so a healthy sink is not rewritten for a failing one.
+func (p *Processor) store(ctx context.Context, b sink.Batch) error {
+	if b.Len() == 0 {
+		return nil
+	}
+	var g errgroup.Group
+	for _, s := range p.sinks {
+		g.Go(func() error {
+			return retry.Default.Forever(ctx, p.log, "writing batch to "+s.name, func() error {
+				start := time.Now()
+				if err := s.sink.Write(ctx, b); err != nil {
+					return err
+				}
+				p.m.sinkSeconds.WithLabelValues(s.name).Observe(time.Since(start).Seconds())
+				p.m.sinkWrites.WithLabelValues(s.name, "ok").Inc()
+				return nil
+			}, func(error) { p.m.sinkWrites.WithLabelValues(s.name, "error").Inc() })
+		})
+	}
+	return g.Wait()
+}
+
+// deadLetter wraps a message the processor cannot read. The bridge only
+// writes valid readings, so this catches foreign producers on the topic.
+func (p *Processor) deadLetter(m *kafka.Message, err error) kafka.Message {
+	reason, detail := sensor.ReasonInvalidJSON, err.Error()
+	var rej *sensor.Rejection
+	if errors.As(err, &rej) {
+		reason, detail = rej.Reason, rej.Detail
+	}
+	return kafka.Message{
+		Topic: p.cfg.Kafka.DeadLetterTopic,
+		Key:   m.Key,
+		Value: m.Value,
+		Headers: []kafka.Header{
+			{Key: "reason", Value: []byte(reason)},
+			{Key: "detail", Value: []byte(detail)},
+			{Key: "source_topic", Value: []byte(m.Topic)},
+			{Key: "received_at", Value: []byte(m.Time.UTC().Format(time.RFC3339Nano))},
+			{Key: "original_size", Value: []byte(strconv.Itoa(len(m.Value)))},
+		},
+	}
+}

@@ -1,0 +1,79 @@
+package detect
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/sensorflow/sensorflow/internal/sensor"
+)
+
+// alertState is the open alert of a series, if any.
+type alertState struct {
+	open      bool
+	below     int32
+	startedAt time.Time
+	id        string
+	kind      string
+	severity  string
+	low, high float64
+	peak      float64
+}
+
+// transition runs the alert state machine of one series after a finding and
+// appends the open or resolve event, if any, to out.
+func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v float64, f Finding, out []sensor.Alert) []sensor.Alert {
+	a := &s.alert
+	if !a.open {
+		if s.n <= int64(d.cfg.Warmup) && f.Kind != KindLimit || f.Score < d.cfg.OpenScore {
+			return out
+		}
+		sev := sensor.SeverityWarning
+		if f.Kind == KindLimit || f.Score >= 0.9375 { // z ≥ 2Z
+			sev = sensor.SeverityCritical
+		}
+		*a = alertState{open: true, startedAt: r.TS, id: sensor.AlertID(r.DeviceID, metric, r.TS),
+			kind: f.Kind, severity: sev, low: f.Low, high: f.High, peak: f.Score}
+		return append(out, d.event(a, r, metric, v, f.Score, sensor.StateOpen))
+	}
+	a.peak = math.Max(a.peak, f.Score)
+	if f.Score >= d.cfg.ResolveScore {
+		a.below = 0
+		return out
+	}
+	a.below++
+	if int(a.below) < d.cfg.ResolveAfter {
+		return out
+	}
+	ev := d.event(a, r, metric, v, f.Score, sensor.StateResolved)
+	a.open = false
+	return append(out, ev)
+}
+
+func (d *Detector) event(a *alertState, r *sensor.Reading, metric string, v, score float64, state string) sensor.Alert {
+	ev := sensor.Alert{
+		AlertID: a.id, DeviceID: r.DeviceID, Site: r.Site, Metric: metric, Kind: a.kind, Severity: a.severity,
+		State: state, Score: round(score), Value: v, ExpectedLow: finite(a.low), ExpectedHigh: finite(a.high),
+		TS: r.TS, StartedAt: a.startedAt,
+	}
+	if state == sensor.StateOpen {
+		ev.Message = fmt.Sprintf("%s %s: %g outside the expected range [%.4g, %.4g] (%s)", r.DeviceID, metric, v, ev.ExpectedLow, ev.ExpectedHigh, a.kind)
+		if a.kind == KindStuck {
+			ev.Message = fmt.Sprintf("%s %s: stuck at %g", r.DeviceID, metric, v)
+		}
+	} else {
+		ts := r.TS
+		ev.ResolvedAt = &ts
+		ev.Message = fmt.Sprintf("%s %s: back to normal at %g after %s (peak score %.2f)", r.DeviceID, metric, v, r.TS.Sub(a.startedAt), a.peak)
+	}
+	return ev
+}
+
+func finite(v float64) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0
+	}
+	return v
+}
+
+func round(v float64) float64 { return math.Round(v*1e4) / 1e4 }

@@ -1,0 +1,188 @@
+// Package detect finds anomalies in streams of readings. It is pure: no I/O,
+// no wall clock (time comes from the readings), deterministic for the same
+// input. The processor runs it live and the replay command runs the same
+// code offline.
+//
+// Each (device, metric) series keeps a small state. Scorers, one algorithm
+// per file, rate the newest value of a series in [0,1]; the highest score
+// wins and names the alert kind. An alert opens when the score reaches
+// OpenScore after the warm-up, stays open without repeats, and resolves once
+// the score stayed below ResolveScore for ResolveAfter readings (hysteresis).
+package detect
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sensorflow/sensorflow/internal/sensor"
+)
+
+// Config tunes detection. The zero value is not usable: start from
+// RegisterFlags' defaults or DefaultConfig.
+type Config struct {
+	Warmup       int
+	OpenScore    float64
+	ResolveScore float64
+	ResolveAfter int
+	Z            float64
+	AlphaMin     float64
+	StuckAfter   int
+	// Limits are static bounds per metric name; crossing one is a critical
+	// "limit" alert regardless of the learned behaviour.
+	Limits map[string]Limit
+}
+
+// Limit is a static range; a NaN bound is open.
+type Limit struct{ Min, Max float64 }
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{Warmup: 30, OpenScore: 0.5, ResolveScore: 0.2, ResolveAfter: 5, Z: 5, AlphaMin: 0.005, StuckAfter: 30}
+}
+
+// RegisterFlags registers the detect.* flags.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	d := DefaultConfig()
+	fs.IntVar(&c.Warmup, "detect.warmup", d.Warmup, "Readings of a series before it may alert.")
+	fs.Float64Var(&c.OpenScore, "detect.open-score", d.OpenScore, "Anomaly score in [0,1] at which an alert opens.")
+	fs.Float64Var(&c.ResolveScore, "detect.resolve-score", d.ResolveScore, "Score below which an open alert counts towards resolving.")
+	fs.IntVar(&c.ResolveAfter, "detect.resolve-after", d.ResolveAfter, "Consecutive readings below -detect.resolve-score that resolve an alert.")
+	fs.Float64Var(&c.Z, "detect.z", d.Z, "Robust z-score that maps to an anomaly score of 0.5.")
+	fs.Float64Var(&c.AlphaMin, "detect.alpha", d.AlphaMin, "Smallest weight of a new reading in the level and spread estimates (smaller: slower baseline, catches slower drift).")
+	fs.IntVar(&c.StuckAfter, "detect.stuck-after", d.StuckAfter, "Identical consecutive readings that make a stuck-sensor alert (0: off).")
+	fs.Func("detect.limits", "Static limits per metric, e.g. temperature=-40:85,humidity=0:100 (either bound may be empty).", func(s string) error {
+		l, err := ParseLimits(s)
+		if err == nil {
+			c.Limits = l
+		}
+		return err
+	})
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	switch {
+	case c.Warmup < 2:
+		return errors.New("detect.warmup must be at least 2")
+	case c.OpenScore <= 0 || c.OpenScore > 1:
+		return errors.New("detect.open-score must be in (0,1]")
+	case c.ResolveScore < 0 || c.ResolveScore >= c.OpenScore:
+		return errors.New("detect.resolve-score must be in [0, open-score)")
+	case c.ResolveAfter < 1:
+		return errors.New("detect.resolve-after must be at least 1")
+	case c.Z <= 0:
+		return errors.New("detect.z must be positive")
+	case c.AlphaMin <= 0 || c.AlphaMin >= 1:
+		return errors.New("detect.alpha must be in (0,1)")
+	case c.StuckAfter < 0:
+		return errors.New("detect.stuck-after must not be negative")
+	}
+	return nil
+}
+
+// ParseLimits parses "metric=min:max,..." where either bound may be empty.
+func ParseLimits(s string) (map[string]Limit, error) {
+	out := map[string]Limit{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		name, rng, ok := strings.Cut(strings.TrimSpace(part), "=")
+		lo, hi, ok2 := strings.Cut(rng, ":")
+		if !ok || !ok2 {
+			return nil, fmt.Errorf("limit %q: want metric=min:max", part)
+		}
+		if err := sensor.ValidateMetricName(name); err != nil {
+			return nil, fmt.Errorf("limit %q: %w", part, err)
+		}
+		l := Limit{Min: nan, Max: nan}
+		var err error
+		if lo != "" {
+			if l.Min, err = strconv.ParseFloat(lo, 64); err != nil {
+				return nil, fmt.Errorf("limit %q: min: %w", part, err)
+			}
+		}
+		if hi != "" {
+			if l.Max, err = strconv.ParseFloat(hi, 64); err != nil {
+				return nil, fmt.Errorf("limit %q: max: %w", part, err)
+			}
+		}
+		if l.Min > l.Max {
+			return nil, fmt.Errorf("limit %q: min above max", part)
+		}
+		out[name] = l
+	}
+	return out, nil
+}
+
+// Finding is one scorer's verdict on the newest value of a series.
+type Finding struct {
+	Score float64
+	Kind  string
+	// Expected range of the value according to the scorer.
+	Low, High float64
+}
+
+type seriesKey struct{ device, metric string }
+
+// Detector holds the state of every series it has seen. It is not safe for
+// concurrent use: the processor keeps one per consumer loop (all readings of
+// a device arrive on one Kafka partition, in order).
+type Detector struct {
+	cfg    Config
+	series map[seriesKey]*Series
+}
+
+// New returns a detector; cfg must be valid.
+func New(cfg Config) *Detector {
+	return &Detector{cfg: cfg, series: map[seriesKey]*Series{}}
+}
+
+// Series returns the number of series tracked.
+func (d *Detector) Series() int { return len(d.series) }
+
+// OpenAlerts returns the number of alerts currently open.
+func (d *Detector) OpenAlerts() int {
+	n := 0
+	for _, s := range d.series {
+		if s.alert.open {
+			n++
+		}
+	}
+	return n
+}
+
+// Observe feeds one reading and appends the alert events it raises to out.
+func (d *Detector) Observe(r *sensor.Reading, out []sensor.Alert) []sensor.Alert {
+	for _, name := range r.MetricNames() { // sorted: deterministic event order
+		v := r.Metrics[name]
+		k := seriesKey{r.DeviceID, name}
+		s := d.series[k]
+		if s == nil {
+			s = &Series{}
+			d.series[k] = s
+		}
+		f := s.Observe(&d.cfg, name, r.TS, v)
+		out = d.transition(s, r, name, v, f, out)
+	}
+	return out
+}
+
+// Score feeds one value of a single series (the replay command's entry) and
+// returns the anomaly score and whether an alert is open after it.
+func (d *Detector) Score(device, metric string, ts time.Time, v float64) (Finding, bool, []sensor.Alert) {
+	r := sensor.Reading{DeviceID: device, Site: "replay", TS: ts, Metrics: map[string]float64{metric: v}}
+	k := seriesKey{device, metric}
+	s := d.series[k]
+	if s == nil {
+		s = &Series{}
+		d.series[k] = s
+	}
+	f := s.Observe(&d.cfg, metric, ts, v)
+	alerts := d.transition(s, &r, metric, v, f, nil)
+	return f, s.alert.open, alerts
+}

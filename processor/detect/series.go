@@ -1,0 +1,71 @@
+package detect
+
+import (
+	"math"
+	"time"
+)
+
+var nan = math.NaN()
+
+// Series is the state of one (device, metric) series: about 100 bytes.
+type Series struct {
+	n     int64
+	mean  float64 // robust level (EWMA of winsorized values)
+	varc  float64 // robust spread (EWMA of squared winsorized deviations)
+	last  float64
+	run   int32 // identical consecutive values, including the last
+	moved bool  // the series ever changed value (a constant series is not "stuck")
+	alert alertState
+}
+
+// Observe updates the series with value v at ts and returns the strongest
+// finding of the scorers.
+func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Finding {
+	best := s.zscore(cfg, v)
+	if f := s.stuck(cfg, v); f.Score > best.Score {
+		best = f
+	}
+	if f := limit(cfg, metric, v); f.Score > best.Score {
+		best = f
+	}
+	s.update(cfg, v)
+	return best
+}
+
+// sd is the spread with a floor, so a near-constant series does not turn
+// rounding noise into huge z-scores.
+func (s *Series) sd() float64 {
+	floor := 1e-9 + 1e-6*math.Abs(s.mean)
+	return math.Max(math.Sqrt(s.varc), floor)
+}
+
+// update folds v into the level and spread estimates. Values beyond Z
+// standard deviations are clipped first, so outliers barely move the
+// baseline while a lasting level shift is still learned, slowly.
+func (s *Series) update(cfg *Config, v float64) {
+	if s.n > 0 {
+		if v == s.last {
+			s.run++
+		} else {
+			s.run = 1
+			s.moved = true
+		}
+	} else {
+		s.run = 1
+	}
+	s.last = v
+	s.n++
+	if s.n == 1 {
+		s.mean = v
+		return
+	}
+	alpha := math.Max(1/float64(s.n), cfg.AlphaMin)
+	x := v
+	if s.n > int64(cfg.Warmup) {
+		bound := cfg.Z * s.sd()
+		x = math.Min(math.Max(v, s.mean-bound), s.mean+bound)
+	}
+	d := x - s.mean
+	s.mean += alpha * d
+	s.varc = (1 - alpha) * (s.varc + alpha*d*d)
+}

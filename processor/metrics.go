@@ -1,0 +1,55 @@
+package processor
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	readings    *prometheus.CounterVec // result: stored, rejected
+	alerts      *prometheus.CounterVec // result: open, resolved
+	batches     *prometheus.CounterVec // result: committed, commit_error
+	sinkWrites  *prometheus.CounterVec // sink, result: ok, error
+	sinkSeconds *prometheus.HistogramVec
+	lag         *prometheus.GaugeVec
+	series      prometheus.Gauge
+	openAlerts  prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		readings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sensorflow_processor_readings_total", Help: "Readings consumed, by result (stored in every sink, or rejected to the dead-letter topic).",
+		}, []string{"result"}),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sensorflow_processor_alerts_total", Help: "Alert events published, by result (open or resolved).",
+		}, []string{"result"}),
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sensorflow_processor_batches_total", Help: "Batches processed, by result of the offset commit.",
+		}, []string{"result"}),
+		sinkWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sensorflow_processor_sink_writes_total", Help: "Batch writes to each sink, by result.",
+		}, []string{"sink", "result"}),
+		sinkSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sensorflow_processor_sink_write_seconds", Help: "Latency of successful batch writes, by sink.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}, []string{"sink"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sensorflow_processor_consumer_lag_messages", Help: "Messages behind the partition's high-water mark at the last fetched message.",
+		}, []string{"partition"}),
+		series: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sensorflow_processor_series", Help: "(device, metric) series tracked by the detector.",
+		}),
+		openAlerts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sensorflow_processor_open_alerts", Help: "Alerts currently open.",
+		}),
+	}
+	reg.MustRegister(m.readings, m.alerts, m.batches, m.sinkWrites, m.sinkSeconds, m.lag, m.series, m.openAlerts)
+	for _, r := range []string{"stored", "rejected"} {
+		m.readings.WithLabelValues(r)
+	}
+	for _, r := range []string{"open", "resolved"} {
+		m.alerts.WithLabelValues(r)
+	}
+	for _, r := range []string{"committed", "commit_error"} {
+		m.batches.WithLabelValues(r)
+	}
+	return m
+}

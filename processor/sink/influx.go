@@ -1,0 +1,161 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	"github.com/influxdata/influxdb-client-go/v2/api"
+
+	"github.com/sensorflow/sensorflow/internal/tlsx"
+)
+
+// InfluxConfig says how to reach InfluxDB. The same settings work on
+// InfluxDB 2.x (token, org, bucket) and on 1.8 with flux-enabled (token
+// "user:password" or empty, org ignored, bucket "database/retention-policy"
+// or just "database").
+type InfluxConfig struct {
+	Enabled    bool
+	URL        string
+	Token      string
+	TokenFile  string
+	Org        string
+	Bucket     string
+	BatchLines int
+	Timeout    time.Duration
+	TLS        tlsx.Config
+}
+
+// RegisterFlags registers the influx.* flags.
+func (c *InfluxConfig) RegisterFlags(fs *flag.FlagSet) {
+	fs.BoolVar(&c.Enabled, "influx.enabled", true, "Write readings and alerts to InfluxDB.")
+	fs.StringVar(&c.URL, "influx.url", "http://127.0.0.1:8086", "InfluxDB URL.")
+	fs.StringVar(&c.Token, "influx.token", "", "InfluxDB token (1.8: user:password or empty); prefer SENSORFLOW_INFLUX_TOKEN or -influx.token-file.")
+	fs.StringVar(&c.TokenFile, "influx.token-file", "", "File holding the InfluxDB token.")
+	fs.StringVar(&c.Org, "influx.org", "sensorflow", "InfluxDB organization (ignored by 1.8).")
+	fs.StringVar(&c.Bucket, "influx.bucket", "sensorflow", "InfluxDB bucket (1.8: database or database/retention-policy).")
+	fs.IntVar(&c.BatchLines, "influx.batch-lines", 5000, "Lines per InfluxDB write request; larger batches are split.")
+	fs.DurationVar(&c.Timeout, "influx.timeout", 10*time.Second, "Timeout of one InfluxDB request.")
+	c.TLS.RegisterFlags(fs, "influx")
+}
+
+// Validate checks the settings without connecting.
+func (c *InfluxConfig) Validate() error {
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("influx.url %q: want http(s)://host:port", c.URL)
+	}
+	if c.Bucket == "" {
+		return errors.New("influx.bucket is empty")
+	}
+	if c.BatchLines < 1 {
+		return errors.New("influx.batch-lines must be at least 1")
+	}
+	return nil
+}
+
+// NewClient returns an InfluxDB client for these settings; the caller closes it.
+func (c *InfluxConfig) NewClient() (influxdb2.Client, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	token := c.Token
+	if c.TokenFile != "" {
+		b, err := os.ReadFile(c.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading influx.token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	opts := influxdb2.DefaultOptions().
+		SetHTTPRequestTimeout(uint(c.Timeout / time.Second)).
+		SetUseGZip(true).
+		SetMaxRetries(0)
+	tc, err := c.TLS.Build()
+	if err != nil {
+		return nil, fmt.Errorf("influx tls: %w", err)
+	}
+	if tc != nil {
+		opts.SetTLSConfig(tc)
+	}
+	return influxdb2.NewClientWithOptions(c.URL, token, opts), nil
+}
+
+// Influx writes readings (measurement "readings") and alert events
+// (measurement "alerts") with the blocking write API, so that a failed write
+// surfaces as an error before the processor commits. Points take the
+// reading's time, so a replayed batch overwrites itself: writes are idempotent.
+type Influx struct {
+	client influxdb2.Client
+	write  api.WriteAPIBlocking
+	batch  int
+}
+
+// NewInflux returns an InfluxDB sink. It does not connect.
+func NewInflux(cfg InfluxConfig) (*Influx, error) {
+	cl, err := cfg.NewClient()
+	if err != nil {
+		return nil, err
+	}
+	return &Influx{client: cl, write: cl.WriteAPIBlocking(cfg.Org, cfg.Bucket), batch: cfg.BatchLines}, nil
+}
+
+// Write stores b in requests of at most BatchLines lines.
+func (s *Influx) Write(ctx context.Context, b Batch) error {
+	lines := make([]string, 0, min(b.Len(), s.batch))
+	buf := make([]byte, 0, 256)
+	flush := func() error {
+		if len(lines) == 0 {
+			return nil
+		}
+		if err := s.write.WriteRecord(ctx, lines...); err != nil {
+			return fmt.Errorf("writing %d lines to influxdb: %w", len(lines), err)
+		}
+		lines = lines[:0]
+		return nil
+	}
+	add := func(line []byte) error {
+		lines = append(lines, string(line))
+		if len(lines) >= s.batch {
+			return flush()
+		}
+		return nil
+	}
+	for i := range b.Readings {
+		buf = appendReadingLine(buf[:0], &b.Readings[i])
+		if err := add(buf); err != nil {
+			return err
+		}
+	}
+	for i := range b.Alerts {
+		buf = appendAlertLine(buf[:0], &b.Alerts[i])
+		if err := add(buf); err != nil {
+			return err
+		}
+	}
+	return flush()
+}
+
+// Ping checks that InfluxDB answers.
+func (s *Influx) Ping(ctx context.Context) error {
+	ok, err := s.client.Ping(ctx)
+	if err != nil {
+		return fmt.Errorf("pinging influxdb: %w", err)
+	}
+	if !ok {
+		return errors.New("influxdb ping failed")
+	}
+	return nil
+}
+
+// Close releases the client.
+func (s *Influx) Close() error {
+	s.client.Close()
+	return nil
+}
