@@ -135,8 +135,12 @@ func (b *Bridge) Ready() error {
 // broker, which redelivers it to the next bridge session.
 func (b *Bridge) Run(ctx context.Context) error {
 	if err := b.ensureTopics(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
+	b.kafkaUp.Store(true)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return b.forward(gctx) })
 	if b.cfg.ForwardAlerts {

@@ -123,7 +123,10 @@ func (p *Processor) Run(ctx context.Context) error {
 		return nil // ctx ended
 	}
 	if err := p.openSinks(ctx); err != nil {
-		return nil // ctx ended
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
 	}
 	defer func() {
 		for _, s := range p.sinks {

@@ -24,8 +24,8 @@ func (s *Simulator) newFleet(start time.Time) []*device {
 		typ := &deviceTypes[i%len(deviceTypes)]
 		interval := time.Duration(float64(s.cfg.Interval) * (1 + s.cfg.Jitter*(rng.Float64()-0.5)))
 		d := &device{
-			id:       fmt.Sprintf("dev-%05d", i),
-			site:     fmt.Sprintf("site-%d", i%s.cfg.Sites),
+			id:       fmt.Sprintf("%s%05d", s.cfg.DevicePrefix, i),
+			site:     fmt.Sprintf("%s%d", s.cfg.SitePrefix, i%s.cfg.Sites),
 			typ:      typ,
 			interval: interval,
 			// Spread the first readings over one interval.

@@ -36,6 +36,8 @@ type Config struct {
 
 	Devices        int
 	Sites          int
+	DevicePrefix   string
+	SitePrefix     string
 	Interval       time.Duration
 	Jitter         float64
 	Seed           uint64
@@ -58,6 +60,8 @@ type Config struct {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Devices, "simulator.devices", 100, "Devices in the fleet.")
 	fs.IntVar(&c.Sites, "simulator.sites", 4, "Sites the devices are spread over.")
+	fs.StringVar(&c.DevicePrefix, "simulator.device-prefix", "dev-", "Device ids are this prefix and a 5-digit number.")
+	fs.StringVar(&c.SitePrefix, "simulator.site-prefix", "site-", "Sites are this prefix and a number.")
 	fs.DurationVar(&c.Interval, "simulator.interval", time.Second, "Mean time between two readings of one device (virtual time).")
 	fs.Float64Var(&c.Jitter, "simulator.jitter", 0.1, "Random variation of each interval, as a fraction of it.")
 	fs.Uint64Var(&c.Seed, "simulator.seed", 1, "Seed: the same seed and flags give the same readings and anomalies.")
@@ -93,6 +97,12 @@ func (c *Config) Validate() error {
 		return errors.New("simulator.anomaly-rate must be in [0,1]")
 	case c.Connections < 0 || c.MaxInflight < 1:
 		return errors.New("simulator.connections must not be negative and simulator.max-inflight must be positive")
+	}
+	if err := sensor.ValidateID("simulator.device-prefix", c.DevicePrefix+"00000"); err != nil {
+		return err
+	}
+	if err := sensor.ValidateID("simulator.site-prefix", c.SitePrefix+"0"); err != nil {
+		return err
 	}
 	if c.Start != "" {
 		if _, err := time.Parse(time.RFC3339Nano, c.Start); err != nil {

@@ -53,3 +53,6 @@ func (p Policy) Forever(ctx context.Context, log *slog.Logger, what string, op f
 func Forever(ctx context.Context, log *slog.Logger, what string, op func() error) error {
 	return Default.Forever(ctx, log, what, op, nil)
 }
+
+// Permanent marks err as not worth retrying: Forever returns it at once.
+func Permanent(err error) error { return backoff.Permanent(err) }

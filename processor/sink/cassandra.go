@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sensorflow/sensorflow/deploy"
+	"github.com/sensorflow/sensorflow/internal/retry"
 	"github.com/sensorflow/sensorflow/internal/tlsx"
 )
 
@@ -142,20 +143,20 @@ func (discardLogger) Println(...any)        {}
 // SchemaStatements returns deploy/cassandra/schema.cql for this keyspace and
 // replication, one statement per element.
 func (c *CassandraConfig) SchemaStatements() []string {
-	var out []string
-	for _, stmt := range strings.Split(deploy.CassandraSchema, ";") {
-		var lines []string
-		for _, l := range strings.Split(stmt, "\n") {
-			if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "--") {
-				lines = append(lines, l)
-			}
+	var code []string
+	for _, l := range strings.Split(deploy.CassandraSchema, "\n") {
+		if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "--") {
+			code = append(code, l)
 		}
-		if len(lines) == 0 {
+	}
+	var out []string
+	for _, stmt := range strings.Split(strings.Join(code, "\n"), ";") {
+		s := strings.TrimSpace(stmt)
+		if s == "" {
 			continue
 		}
-		s := strings.Join(lines, "\n")
 		s = strings.ReplaceAll(s, "sensorflow.", c.Keyspace+".")
-		if strings.HasPrefix(strings.TrimSpace(s), "CREATE KEYSPACE") {
+		if strings.HasPrefix(s, "CREATE KEYSPACE") {
 			s = "CREATE KEYSPACE IF NOT EXISTS " + c.Keyspace + " WITH replication = " + c.Replication
 		}
 		out = append(out, s)
@@ -163,7 +164,9 @@ func (c *CassandraConfig) SchemaStatements() []string {
 	return out
 }
 
-// ApplySchema creates the keyspace and tables when they are missing.
+// ApplySchemaNow creates the keyspace and tables when they are missing. An
+// error the server answered with (bad replication, no permission) is
+// permanent: retrying cannot fix it.
 func (c *CassandraConfig) ApplySchemaNow(ctx context.Context) error {
 	cl, err := c.Cluster("")
 	if err != nil {
@@ -176,10 +179,29 @@ func (c *CassandraConfig) ApplySchemaNow(ctx context.Context) error {
 	defer sess.Close()
 	for _, stmt := range c.SchemaStatements() {
 		if err := sess.Query(stmt).WithContext(ctx).Exec(); err != nil {
-			return fmt.Errorf("applying cassandra schema (%s): %w", firstLine(stmt), err)
+			err = fmt.Errorf("applying cassandra schema (%s): %w", firstLine(stmt), err)
+			if IsPermanent(err) {
+				return retry.Permanent(err)
+			}
+			return err
 		}
 	}
 	return nil
+}
+
+// IsPermanent reports whether Cassandra answered err as a request error that
+// retrying cannot fix (syntax, invalid, unauthorized, ...), as opposed to an
+// outage or overload.
+func IsPermanent(err error) bool {
+	var re gocql.RequestError
+	if !errors.As(err, &re) {
+		return false
+	}
+	switch re.Code() {
+	case gocql.ErrCodeSyntax, gocql.ErrCodeInvalid, gocql.ErrCodeUnauthorized, gocql.ErrCodeConfig, gocql.ErrCodeCredentials:
+		return true
+	}
+	return false
 }
 
 func firstLine(s string) string {

@@ -1,0 +1,32 @@
+# Sensorflow's entry points. `make test` is the one command CI runs.
+SHELL := /bin/bash
+GO ?= go
+SERVICES := deploy/local/services.sh
+export SENSORFLOW_REQUIRE_SERVICES ?= 1
+
+.PHONY: build test test-short lint services services-down services-status clean
+
+build: ## build bin/sensorflow
+	CGO_ENABLED=0 $(GO) build -o bin/sensorflow .
+
+test: lint services ## start the local servers if needed, then run every test with -race
+	SENSORFLOW_REQUIRE_SERVICES=1 $(GO) test -race -count=1 -timeout 40m ./...
+
+test-short: ## hermetic tests only (no servers)
+	$(GO) test -short -count=1 ./...
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+services: ## start Mosquitto, Kafka, Cassandra and InfluxDB on loopback (idempotent)
+	$(SERVICES) up
+
+services-down: ## stop them
+	$(SERVICES) down
+
+services-status: ## state, version, port, pid and log of each
+	$(SERVICES) status
+
+clean: services-down
+	rm -rf .services bin

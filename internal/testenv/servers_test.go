@@ -1,0 +1,163 @@
+package testenv_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/gocql/gocql"
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sensorflow/sensorflow/internal/testenv"
+)
+
+// A persistent QoS 1 session receives what was published while it was away.
+func TestMosquittoPersistentSession(t *testing.T) {
+	url := testenv.MQTT(t)
+	id := testenv.Unique("sf-test-sub-")
+	topic := "sensorflow-test/" + id
+	got := make(chan string, 100)
+	connect := func() mqtt.Client {
+		o := mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetCleanSession(false).
+			SetOnConnectHandler(func(c mqtt.Client) {
+				c.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) { got <- string(m.Payload()) })
+			})
+		c := mqtt.NewClient(o)
+		tok := c.Connect()
+		require.True(t, tok.WaitTimeout(10*time.Second))
+		require.NoError(t, tok.Error())
+		return c
+	}
+	sub := connect()
+	// Make sure the subscription is in place before going away.
+	pub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(id + "-pub"))
+	tok := pub.Connect()
+	require.True(t, tok.WaitTimeout(10*time.Second))
+	require.NoError(t, tok.Error())
+	defer pub.Disconnect(100)
+	ptok := pub.Publish(topic, 1, false, "before")
+	require.True(t, ptok.WaitTimeout(10*time.Second))
+	select {
+	case m := <-got:
+		require.Equal(t, "before", m)
+	case <-time.After(10 * time.Second):
+		t.Fatal("subscriber got nothing while connected")
+	}
+	sub.Disconnect(100)
+
+	for i := range 20 {
+		ptok := pub.Publish(topic, 1, false, fmt.Sprintf("offline-%d", i))
+		require.True(t, ptok.WaitTimeout(10*time.Second))
+		require.NoError(t, ptok.Error())
+	}
+	sub = connect()
+	defer sub.Disconnect(100)
+	var received []string
+	for len(received) < 20 {
+		select {
+		case m := <-got:
+			received = append(received, m)
+		case <-time.After(15 * time.Second):
+			t.Fatalf("after reconnecting got %d of 20 queued messages: %v", len(received), received)
+		}
+	}
+	require.Equal(t, "offline-0", received[0])
+	require.Equal(t, "offline-19", received[19])
+
+	// Clean the session up so the broker does not keep it.
+	clean := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetCleanSession(true))
+	if tok := clean.Connect(); tok.WaitTimeout(5 * time.Second) {
+		clean.Disconnect(100)
+	}
+}
+
+// Produce with acks=all, consume in a group, commit, restart the reader and
+// read on from the committed offset.
+func TestKafkaProduceConsumeCommit(t *testing.T) {
+	brokers := strings.Split(testenv.Kafka(t), ",")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	topic := testenv.Unique("sf-test-")
+	cl := &kafka.Client{Addr: kafka.TCP(brokers...)}
+	resp, err := cl.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: 1, ReplicationFactor: 1}}})
+	require.NoError(t, err)
+	require.NoError(t, resp.Errors[topic])
+	defer cl.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{topic}}) //nolint:errcheck
+
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond}
+	msgs := make([]kafka.Message, 100)
+	for i := range msgs {
+		msgs[i] = kafka.Message{Key: []byte("k"), Value: []byte(fmt.Sprint(i))}
+	}
+	require.NoError(t, w.WriteMessages(ctx, msgs...))
+	require.NoError(t, w.Close())
+
+	group := topic + "-group"
+	read := func(n int) []kafka.Message {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, GroupID: group, Topic: topic, StartOffset: kafka.FirstOffset, MaxWait: 200 * time.Millisecond})
+		defer r.Close()
+		var out []kafka.Message
+		for len(out) < n {
+			m, err := r.FetchMessage(ctx)
+			require.NoError(t, err)
+			out = append(out, m)
+		}
+		require.NoError(t, r.CommitMessages(ctx, out...))
+		return out
+	}
+	first := read(50)
+	require.Equal(t, "0", string(first[0].Value))
+	second := read(50)
+	require.Equal(t, int64(50), second[0].Offset, "a restarted reader resumes at the committed offset")
+	require.Equal(t, "99", string(second[49].Value))
+}
+
+// Keyspace and table creation, a prepared insert and a select.
+func TestCassandraPreparedInsertSelect(t *testing.T) {
+	hosts := strings.Split(testenv.Cassandra(t), ",")
+	ks := testenv.Unique("sf_test_")
+	cl := gocql.NewCluster(hosts...)
+	cl.Timeout = 20 * time.Second
+	sess, err := cl.CreateSession()
+	require.NoError(t, err)
+	defer sess.Close()
+	require.NoError(t, sess.Query(`CREATE KEYSPACE `+ks+` WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`).Exec())
+	defer sess.Query(`DROP KEYSPACE ` + ks).Exec() //nolint:errcheck
+	require.NoError(t, sess.Query(`CREATE TABLE `+ks+`.t (id text PRIMARY KEY, v double)`).Exec())
+	for i := range 10 {
+		require.NoError(t, sess.Query(`INSERT INTO `+ks+`.t (id, v) VALUES (?, ?)`, fmt.Sprint("k", i), float64(i)/2).Idempotent(true).Exec())
+	}
+	var v float64
+	require.NoError(t, sess.Query(`SELECT v FROM `+ks+`.t WHERE id = ?`, "k7").Scan(&v))
+	require.Equal(t, 3.5, v)
+	var n int
+	require.NoError(t, sess.Query(`SELECT count(*) FROM `+ks+`.t`).Scan(&n))
+	require.Equal(t, 10, n)
+}
+
+// A v2-API write and a Flux query.
+func TestInfluxWriteAndFluxQuery(t *testing.T) {
+	url, token, bucket := testenv.Influx(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl := influxdb2.NewClient(url, token)
+	defer cl.Close()
+	meas := testenv.Unique("sf_test_")
+	now := time.Now().Truncate(time.Second)
+	var lines []string
+	for i := range 5 {
+		lines = append(lines, fmt.Sprintf("%s,device_id=d%d v=%d %d", meas, i, i, now.Add(-time.Duration(i)*time.Second).UnixNano()))
+	}
+	require.NoError(t, cl.WriteAPIBlocking("sensorflow", bucket).WriteRecord(ctx, lines...))
+	q := fmt.Sprintf(`from(bucket: %q) |> range(start: -1h) |> filter(fn: (r) => r._measurement == %q) |> group() |> sum()`, bucket, meas)
+	res, err := cl.QueryAPI("sensorflow").Query(ctx, q)
+	require.NoError(t, err)
+	defer res.Close()
+	require.True(t, res.Next(), "query returned no row: %v", res.Err())
+	require.EqualValues(t, 0+1+2+3+4, res.Record().Value())
+}

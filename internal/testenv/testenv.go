@@ -1,0 +1,115 @@
+// Package testenv finds the real servers integration tests run against.
+//
+// Tests reach the servers through the same environment variables the
+// sensorflow binary reads (SENSORFLOW_MQTT_URL, SENSORFLOW_KAFKA_BROKERS,
+// SENSORFLOW_CASSANDRA_HOSTS, SENSORFLOW_INFLUX_URL, SENSORFLOW_INFLUX_TOKEN,
+// SENSORFLOW_INFLUX_BUCKET), defaulting to the local stack of `make
+// services`. A test whose server is unreachable is skipped, or fails when
+// SENSORFLOW_REQUIRE_SERVICES=1 (set by `make test` and CI). With -short,
+// every integration test is skipped.
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Servers is where the real servers are.
+type Servers struct {
+	MQTTURL        string
+	KafkaBrokers   string
+	CassandraHosts string
+	InfluxURL      string
+	InfluxToken    string
+	InfluxBucket   string
+}
+
+// Get returns the configured server addresses.
+func Get() Servers {
+	return Servers{
+		MQTTURL:        env("SENSORFLOW_MQTT_URL", "tcp://127.0.0.1:1883"),
+		KafkaBrokers:   env("SENSORFLOW_KAFKA_BROKERS", "127.0.0.1:9092"),
+		CassandraHosts: env("SENSORFLOW_CASSANDRA_HOSTS", "127.0.0.1:9042"),
+		InfluxURL:      env("SENSORFLOW_INFLUX_URL", "http://127.0.0.1:8086"),
+		InfluxToken:    os.Getenv("SENSORFLOW_INFLUX_TOKEN"),
+		InfluxBucket:   env("SENSORFLOW_INFLUX_BUCKET", "sensorflow"),
+	}
+}
+
+func env(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// MQTT returns the broker URL, or skips/fails the test when it is unreachable.
+func MQTT(t testing.TB) string {
+	s := Get()
+	u, err := url.Parse(s.MQTTURL)
+	if err != nil {
+		t.Fatalf("SENSORFLOW_MQTT_URL %q: %v", s.MQTTURL, err)
+	}
+	need(t, "Mosquitto (MQTT)", u.Host)
+	return s.MQTTURL
+}
+
+// Kafka returns the bootstrap brokers, or skips/fails.
+func Kafka(t testing.TB) string {
+	s := Get()
+	need(t, "Apache Kafka", strings.Split(s.KafkaBrokers, ",")[0])
+	return s.KafkaBrokers
+}
+
+// Cassandra returns the contact points, or skips/fails.
+func Cassandra(t testing.TB) string {
+	s := Get()
+	host := strings.Split(s.CassandraHosts, ",")[0]
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		host = net.JoinHostPort(host, "9042")
+	}
+	need(t, "Apache Cassandra", host)
+	return s.CassandraHosts
+}
+
+// Influx returns URL, token and bucket, or skips/fails.
+func Influx(t testing.TB) (urlStr, token, bucket string) {
+	s := Get()
+	u, err := url.Parse(s.InfluxURL)
+	if err != nil {
+		t.Fatalf("SENSORFLOW_INFLUX_URL %q: %v", s.InfluxURL, err)
+	}
+	need(t, "InfluxDB", u.Host)
+	return s.InfluxURL, s.InfluxToken, s.InfluxBucket
+}
+
+// Required reports whether unreachable servers fail tests.
+func Required() bool { return os.Getenv("SENSORFLOW_REQUIRE_SERVICES") == "1" }
+
+func need(t testing.TB, name, hostport string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("integration test: needs %s (skipped with -short)", name)
+	}
+	c, err := net.DialTimeout("tcp", hostport, 2*time.Second)
+	if err == nil {
+		c.Close()
+		return
+	}
+	msg := fmt.Sprintf("%s is not reachable at %s (%v): run `make services` or set its SENSORFLOW_* address", name, hostport, err)
+	if Required() {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// Unique returns a name unique to this test run, for topics, groups,
+// keyspaces and client ids: prefix, lowercase letters and digits.
+func Unique(prefix string) string {
+	return fmt.Sprintf("%s%x", prefix, time.Now().UnixNano()&0xffffffffff)
+}
