@@ -3,6 +3,7 @@
 //
 //	sensorflow [-target all|simulator,bridge,processor] [flags]   run services
 //	sensorflow alerts [flags]                                      follow the alert stream
+//	sensorflow query -device D -metric M -from T1 -to T2           read the Cassandra archive
 //	sensorflow check [flags]                                       check every server answers
 //	sensorflow version
 //
@@ -69,13 +70,21 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 			return cli.Alerts(ctx, c, stdout)
+		case "query":
+			var c cli.QueryConfig
+			fs := newFlagSet("query", "Reads a device's metric back from the Cassandra archive as a table, CSV or JSON lines.", stderr)
+			c.RegisterFlags(fs)
+			if err := parse(fs, args[1:]); err != nil {
+				return err
+			}
+			return cli.Query(ctx, c, stdout)
 		case "version":
 			fmt.Fprintln(stdout, "sensorflow", version())
 			return nil
 		case "run":
 			args = args[1:]
 		default:
-			return fmt.Errorf("unknown command %q (want run, alerts, check or version; see -help)", args[0])
+			return fmt.Errorf("unknown command %q (want run, alerts, query, check or version; see -help)", args[0])
 		}
 	}
 	var cfg RunConfig
@@ -100,7 +109,7 @@ const runUsage = `Runs Sensorflow services in this process.
   sensorflow -target=bridge -mqtt.url tcp://broker:1883 -kafka.brokers kafka:9092
   sensorflow -target=processor -influx.url http://influxdb:8086 -cassandra.hosts cassandra
 
-Other commands: sensorflow alerts | check | version (each with -help).
+Other commands: sensorflow alerts | query | check | version (each with -help).
 Every flag may be set in the environment: -kafka.brokers is SENSORFLOW_KAFKA_BROKERS.`
 
 func newFlagSet(name, doc string, stderr io.Writer) *flag.FlagSet {

@@ -4,7 +4,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -25,6 +27,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sensorflow/sensorflow/bridge"
+	"github.com/sensorflow/sensorflow/internal/cli"
 	"github.com/sensorflow/sensorflow/internal/kafkax"
 	"github.com/sensorflow/sensorflow/internal/mqttx"
 	"github.com/sensorflow/sensorflow/internal/sensor"
@@ -233,6 +236,27 @@ func TestPipelineEndToEnd(t *testing.T) {
 	for payload, reason := range bad {
 		require.Equal(t, reason, reasons[payload], "dead letter of %q", payload)
 	}
+
+	// `sensorflow query` reads the archive back.
+	dev := s.sim.DevicePrefix + "00001"
+	var out bytes.Buffer
+	q := cli.QueryConfig{Cassandra: s.processor.Cassandra, Device: dev, Metric: "temperature", From: "30d", To: "0s", Format: "csv", Limit: 1e6}
+	require.NoError(t, cli.Query(ctx, q, &out))
+	rows, err := csv.NewReader(&out).ReadAll()
+	require.NoError(t, err)
+	require.Equal(t, []string{"ts", "device_id", "metric", "value", "seq", "site"}, rows[0])
+	require.Len(t, rows[1:], acked[dev])
+	for i := 2; i < len(rows); i++ {
+		require.Less(t, rows[i-1][0], rows[i][0], "oldest first, no duplicates")
+	}
+
+	// `sensorflow alerts` follows the alert stream.
+	out.Reset()
+	ac := cli.AlertsConfig{Kafka: s.kafka, Source: "kafka", JSON: true, FromStart: true, Count: len(kafkaAlerts)}
+	actx, acancel := context.WithTimeout(ctx, time.Minute)
+	defer acancel()
+	require.NoError(t, cli.Alerts(actx, ac, &out))
+	require.Len(t, strings.Split(strings.TrimSpace(out.String()), "\n"), len(kafkaAlerts))
 }
 
 func countNonDropout(truth []simulator.GroundTruth) int {

@@ -33,6 +33,9 @@ type CassandraConfig struct {
 	Concurrency  int
 	TTL          time.Duration
 	TLS          tlsx.Config
+	// AddressTranslator, when set, rewrites the node addresses Cassandra
+	// announces (for NAT, or a test proxy). It has no flag.
+	AddressTranslator gocql.AddressTranslator
 }
 
 // RegisterFlags registers the cassandra.* flags.
@@ -113,6 +116,7 @@ func (c *CassandraConfig) Cluster(keyspace string) (*gocql.ClusterConfig, error)
 	cl.RetryPolicy = &gocql.ExponentialBackoffRetryPolicy{NumRetries: 3, Min: 100 * time.Millisecond, Max: 2 * time.Second}
 	cl.ReconnectionPolicy = &gocql.ExponentialReconnectionPolicy{MaxRetries: 10, InitialInterval: time.Second, MaxInterval: 10 * time.Second}
 	cl.Logger = discardLogger{}
+	cl.AddressTranslator = c.AddressTranslator
 	if c.Username != "" {
 		pw := c.Password
 		if c.PasswordFile != "" {
