@@ -133,7 +133,7 @@ func (b *Bridge) writeBatch(ctx context.Context, w *kafka.Writer, batch []mqtt.M
 	forwarded, rejected := 0, 0
 	now := time.Now()
 	for _, m := range batch {
-		km, reason := b.convert(m, now)
+		km, reason := b.convert(m.Topic(), m.Payload(), now)
 		msgs = append(msgs, km)
 		if reason == "" {
 			forwarded++
@@ -165,11 +165,11 @@ func (b *Bridge) writeBatch(ctx context.Context, w *kafka.Writer, batch []mqtt.M
 
 // convert turns one MQTT message into its Kafka message: a normalized
 // reading, or a dead letter with the rejection reason (returned).
-func (b *Bridge) convert(m mqtt.Message, received time.Time) (kafka.Message, string) {
-	site, device, err := b.topics.ParseTelemetry(m.Topic())
+func (b *Bridge) convert(topic string, payload []byte, received time.Time) (kafka.Message, string) {
+	site, device, err := b.topics.ParseTelemetry(topic)
 	var r sensor.Reading
 	if err == nil {
-		r, err = b.decoder.Decode(site, device, m.Payload(), received)
+		r, err = b.decoder.Decode(site, device, payload, received)
 	}
 	if err == nil {
 		return kafka.Message{
@@ -182,7 +182,7 @@ func (b *Bridge) convert(m mqtt.Message, received time.Time) (kafka.Message, str
 	if !ok {
 		rej = &sensor.Rejection{Reason: sensor.ReasonInvalidJSON, Detail: err.Error()}
 	}
-	return deadLetter(b.cfg.Kafka.DeadLetterTopic, m.Topic(), device, m.Payload(), rej, received), rej.Reason
+	return deadLetter(b.cfg.Kafka.DeadLetterTopic, topic, device, payload, rej, received), rej.Reason
 }
 
 // deadLetter builds the dead-letter message for a rejected payload: the

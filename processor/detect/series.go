@@ -21,11 +21,13 @@ type Series struct {
 // Observe updates the series with value v at ts and returns the strongest
 // finding of the scorers.
 func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Finding {
-	best := s.zscore(cfg, v)
+	// Static limits first: a later scorer replaces a finding only with a
+	// strictly higher score, so a crossed limit (score 1) always names the kind.
+	best := limit(cfg, metric, v)
 	if f := s.stuck(cfg, v); f.Score > best.Score {
 		best = f
 	}
-	if f := limit(cfg, metric, v); f.Score > best.Score {
+	if f := s.zscore(cfg, v); f.Score > best.Score {
 		best = f
 	}
 	s.update(cfg, v)

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestHelpExplainsEveryFlag(t *testing.T) {
+	var stderr bytes.Buffer
+	err := dispatch([]string{"-help"}, io.Discard, &stderr)
+	require.ErrorIs(t, err, flag.ErrHelp)
+	out := stderr.String()
+	for _, want := range []string{"-target", "-mqtt.url", "-kafka.brokers", "-bridge.batch-size", "-processor.group",
+		"-influx.url", "-cassandra.hosts", "-simulator.devices", "-detect.z", "SENSORFLOW_KAFKA_BROKERS"} {
+		require.Contains(t, out, want)
+	}
+	for _, cmd := range []string{"check", "alerts", "query"} {
+		stderr.Reset()
+		require.ErrorIs(t, dispatch([]string{cmd, "-help"}, io.Discard, &stderr), flag.ErrHelp, cmd)
+		require.Contains(t, stderr.String(), "Usage: sensorflow "+cmd)
+	}
+}
+
+func TestFlagsHaveEnvFallback(t *testing.T) {
+	t.Setenv("SENSORFLOW_KAFKA_BROKERS", "k1:9092,k2:9092")
+	t.Setenv("SENSORFLOW_BRIDGE_BATCH_SIZE", "77")
+	var c RunConfig
+	fs := newFlagSet("", "", io.Discard)
+	c.RegisterFlags(fs)
+	require.NoError(t, parse(fs, []string{"-target", "bridge"}))
+	require.Equal(t, "k1:9092,k2:9092", c.Kafka.Brokers)
+	require.Equal(t, 77, c.Bridge.BatchSize)
+	// Flag names are dotted kebab-case.
+	fs.VisitAll(func(f *flag.Flag) {
+		require.Regexp(t, `^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)*$`, f.Name)
+		require.NotEmpty(t, f.Usage, f.Name)
+	})
+}
+
+func TestSecretsHaveNoDefault(t *testing.T) {
+	var c RunConfig
+	fs := newFlagSet("", "", io.Discard)
+	c.RegisterFlags(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		if strings.Contains(f.Name, "password") || strings.Contains(f.Name, "token") {
+			require.Empty(t, f.DefValue, "%s must not have a default", f.Name)
+		}
+	})
+}
+
+func TestTargets(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+		err  bool
+	}{
+		{"all", []string{"bridge", "processor", "simulator"}, false},
+		{"bridge,processor", []string{"bridge", "processor"}, false},
+		{" simulator ", []string{"simulator"}, false},
+		{"bridge,nope", nil, true},
+	}
+	for _, tt := range tests {
+		c := RunConfig{Targets: tt.in}
+		got, err := c.targets()
+		if tt.err {
+			require.Error(t, err)
+			continue
+		}
+		require.NoError(t, err)
+		var names []string
+		for _, n := range []string{"bridge", "processor", "simulator"} {
+			if got[n] {
+				names = append(names, n)
+			}
+		}
+		require.Equal(t, tt.want, names)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	require.ErrorContains(t, dispatch([]string{"frobnicate"}, io.Discard, io.Discard), "unknown command")
+}
+
+// With nothing to run but a failing config, Run reports the error instead
+// of starting anything.
+func TestRunRejectsInvalidConfig(t *testing.T) {
+	var c RunConfig
+	fs := newFlagSet("", "", io.Discard)
+	c.RegisterFlags(fs)
+	require.NoError(t, parse(fs, []string{"-target", "bridge", "-bridge.batch-size", "0", "-admin.addr", "127.0.0.1:0"}))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := Run(ctx, c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.ErrorContains(t, err, "bridge.batch-size")
+}

@@ -1,0 +1,188 @@
+package detect
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sensorflow/sensorflow/internal/sensor"
+)
+
+var t0 = time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+
+// feed runs values through a fresh detector as one series, one second
+// apart, and returns every alert event.
+func feed(cfg Config, values []float64) []sensor.Alert {
+	d := New(cfg)
+	var out []sensor.Alert
+	for i, v := range values {
+		r := sensor.Reading{DeviceID: "dev-1", Site: "s", TS: t0.Add(time.Duration(i) * time.Second), Metrics: map[string]float64{"m": v}}
+		out = d.Observe(&r, out)
+	}
+	return out
+}
+
+func noise(n int, seed uint64, mean, sd float64) []float64 {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = mean + rng.NormFloat64()*sd
+	}
+	return out
+}
+
+func TestDetector(t *testing.T) {
+	cfg := DefaultConfig()
+	tests := []struct {
+		name   string
+		values func() []float64
+		cfg    func(Config) Config
+		check  func(t *testing.T, alerts []sensor.Alert)
+	}{
+		{
+			name:   "plain noise raises nothing",
+			values: func() []float64 { return noise(5000, 1, 20, 0.5) },
+			check:  func(t *testing.T, a []sensor.Alert) { require.Empty(t, a) },
+		},
+		{
+			name: "a spike opens one alert and resolves it",
+			values: func() []float64 {
+				v := noise(400, 2, 20, 0.5)
+				v[300] = 30 // 20 sd
+				return v
+			},
+			check: func(t *testing.T, a []sensor.Alert) {
+				require.Len(t, a, 2)
+				require.Equal(t, sensor.StateOpen, a[0].State)
+				require.Equal(t, t0.Add(300*time.Second), a[0].StartedAt)
+				require.Equal(t, KindZScore, a[0].Kind)
+				require.Equal(t, sensor.SeverityCritical, a[0].Severity)
+				require.Less(t, a[0].ExpectedHigh, 30.0)
+				require.Greater(t, a[0].ExpectedHigh, 20.0)
+				require.Equal(t, sensor.StateResolved, a[1].State)
+				require.Equal(t, a[0].AlertID, a[1].AlertID)
+				require.NotNil(t, a[1].ResolvedAt)
+				require.Equal(t, t0.Add(305*time.Second), *a[1].ResolvedAt, "resolves after resolve-after quiet readings")
+			},
+		},
+		{
+			name: "a level shift stays one open alert, no duplicates",
+			values: func() []float64 {
+				v := noise(600, 3, 20, 0.5)
+				for i := 300; i < 360; i++ {
+					v[i] += 6
+				}
+				return v
+			},
+			check: func(t *testing.T, a []sensor.Alert) {
+				require.NotEmpty(t, a)
+				require.Equal(t, t0.Add(300*time.Second), a[0].StartedAt)
+				opens := 0
+				for _, e := range a {
+					if e.State == sensor.StateOpen {
+						opens++
+					}
+				}
+				require.Equal(t, 1, opens, "one alert for one shift: %v", a)
+				require.Equal(t, sensor.StateResolved, a[len(a)-1].State)
+			},
+		},
+		{
+			name: "no alert during warm-up",
+			values: func() []float64 {
+				v := noise(100, 4, 20, 0.5)
+				v[10] = 100
+				return v
+			},
+			check: func(t *testing.T, a []sensor.Alert) { require.Empty(t, a) },
+		},
+		{
+			name: "a stuck sensor",
+			values: func() []float64 {
+				v := noise(300, 5, 20, 0.5)
+				for i := 200; i < 260; i++ {
+					v[i] = 20.25
+				}
+				return v
+			},
+			check: func(t *testing.T, a []sensor.Alert) {
+				require.Len(t, a, 2)
+				require.Equal(t, KindStuck, a[0].Kind)
+				require.Equal(t, t0.Add(time.Duration(200+cfg.StuckAfter-1)*time.Second), a[0].StartedAt)
+				require.Equal(t, sensor.StateResolved, a[1].State)
+			},
+		},
+		{
+			name:   "a constant series is not stuck",
+			values: func() []float64 { v := make([]float64, 500); return v },
+			check:  func(t *testing.T, a []sensor.Alert) { require.Empty(t, a) },
+		},
+		{
+			name: "static limits alert even during warm-up",
+			values: func() []float64 {
+				v := noise(50, 6, 20, 0.5)
+				v[5] = 90
+				return v
+			},
+			cfg: func(c Config) Config { c.Limits = map[string]Limit{"m": {Min: -40, Max: 85}}; return c },
+			check: func(t *testing.T, a []sensor.Alert) {
+				require.NotEmpty(t, a)
+				require.Equal(t, KindLimit, a[0].Kind)
+				require.Equal(t, sensor.SeverityCritical, a[0].Severity)
+				require.Equal(t, 85.0, a[0].ExpectedHigh)
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := cfg
+			if tt.cfg != nil {
+				c = tt.cfg(c)
+			}
+			require.NoError(t, c.Validate())
+			tt.check(t, feed(c, tt.values()))
+		})
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	v := noise(2000, 9, 5, 1)
+	v[500], v[1500] = 20, -15
+	require.Equal(t, feed(DefaultConfig(), v), feed(DefaultConfig(), v))
+}
+
+func TestStateIsSmall(t *testing.T) {
+	size := unsafe.Sizeof(Series{})
+	t.Logf("series state: %d bytes (plus the open alert's id string)", size)
+	require.LessOrEqual(t, size, uintptr(256))
+}
+
+func TestParseLimits(t *testing.T) {
+	l, err := ParseLimits("temperature=-40:85, humidity=0:,pressure=:1100")
+	require.NoError(t, err)
+	require.Equal(t, Limit{-40, 85}, l["temperature"])
+	require.Equal(t, 0.0, l["humidity"].Min)
+	require.True(t, math.IsNaN(l["humidity"].Max))
+	require.True(t, math.IsNaN(l["pressure"].Min))
+	for _, bad := range []string{"temperature", "t=1", "T=1:2", "t=a:2", "t=3:2"} {
+		_, err := ParseLimits(bad)
+		require.Error(t, err, bad)
+	}
+}
+
+func BenchmarkObserve(b *testing.B) {
+	d := New(DefaultConfig())
+	v := noise(4096, 1, 20, 0.5)
+	r := sensor.Reading{DeviceID: "dev-1", Site: "s", Metrics: map[string]float64{"m": 0}}
+	var out []sensor.Alert
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		r.TS = t0.Add(time.Duration(i) * time.Second)
+		r.Metrics["m"] = v[i%len(v)]
+		out = d.Observe(&r, out[:0])
+	}
+}
