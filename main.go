@@ -191,6 +191,7 @@ func Run(ctx context.Context, cfg RunConfig, log *slog.Logger) error {
 		svc  service
 	}
 	var svcs []named
+	var bridgeReady func() error
 	if targets["simulator"] {
 		c := cfg.Simulator
 		c.MQTT, c.TopicPrefix = cfg.MQTT, cfg.TopicPrefix
@@ -208,6 +209,7 @@ func Run(ctx context.Context, cfg RunConfig, log *slog.Logger) error {
 			return err
 		}
 		adm.Ready("bridge", b.Ready)
+		bridgeReady = b.Ready
 		svcs = append(svcs, named{"bridge", b})
 	}
 	if targets["processor"] {
@@ -239,7 +241,19 @@ func Run(ctx context.Context, cfg RunConfig, log *slog.Logger) error {
 	for i, s := range svcs {
 		sctx, cancel := context.WithCancel(context.Background())
 		cancels[i] = cancel
-		go func() { done <- result{s.name, s.svc.Run(sctx)} }()
+		var gate func() error
+		if s.name == "simulator" && bridgeReady != nil {
+			// MQTT drops what nobody subscribed to yet: publish only once
+			// the bridge's subscription is confirmed.
+			gate = bridgeReady
+		}
+		go func() {
+			if gate != nil && !waitReady(sctx, gate) {
+				done <- result{s.name, nil}
+				return
+			}
+			done <- result{s.name, s.svc.Run(sctx)}
+		}()
 	}
 
 	var firstErr error
@@ -294,6 +308,20 @@ wait:
 	<-admDone
 	log.Info("sensorflow stopped")
 	return firstErr
+}
+
+// waitReady polls ready until it passes (true) or ctx ends (false).
+func waitReady(ctx context.Context, ready func() error) bool {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for ready() != nil {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {

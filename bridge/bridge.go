@@ -123,7 +123,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Bridge, erro
 func (b *Bridge) Ready() error {
 	switch {
 	case !b.mqttUp.Load():
-		return errors.New("mqtt not connected")
+		return errors.New("mqtt not connected and subscribed")
 	case !b.kafkaUp.Load():
 		return errors.New("kafka not reachable")
 	}

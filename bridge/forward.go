@@ -40,15 +40,17 @@ func (b *Bridge) forward(ctx context.Context) error {
 	// returns: route such messages to the same queue.
 	opts.SetDefaultPublishHandler(enqueue)
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
-		b.mqttUp.Store(true)
 		b.m.connected.Set(1)
 		b.m.connects.Inc()
 		t := c.Subscribe(filter, 1, enqueue)
 		go func() {
 			if err := mqttx.Wait(t, 30*time.Second); err != nil {
-				b.log.Error("mqtt subscribe failed", "filter", filter, "err", err)
+				// Reconnecting makes OnConnect subscribe again.
+				b.log.Error("mqtt subscribe failed, reconnecting", "filter", filter, "err", err)
+				c.Disconnect(0)
 				return
 			}
+			b.mqttUp.Store(true) // ready only once the broker confirmed the subscription
 			b.log.Info("mqtt subscribed", "filter", filter, "client_id", b.cfg.ClientID)
 		}()
 	})
