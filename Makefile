@@ -4,7 +4,7 @@ GO ?= go
 SERVICES := deploy/local/services.sh
 export SENSORFLOW_REQUIRE_SERVICES ?= 1
 
-.PHONY: build test test-short lint services services-down services-status clean
+.PHONY: build run test test-short lint services services-down services-status clean
 
 build: ## build bin/sensorflow
 	CGO_ENABLED=0 $(GO) build -o bin/sensorflow .
@@ -30,3 +30,6 @@ services-status: ## state, version, port, pid and log of each
 
 clean: services-down
 	rm -rf .services bin
+
+run: services ## start the local servers and run simulator, bridge and processor
+	$(GO) run . -target=all -log.format=text

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -100,4 +101,31 @@ func TestRunRejectsInvalidConfig(t *testing.T) {
 	defer cancel()
 	err := Run(ctx, c, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.ErrorContains(t, err, "bridge.batch-size")
+}
+
+// Every flag is documented in the README that owns it.
+func TestReadmesListEveryFlag(t *testing.T) {
+	read := func(path string) string {
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		return string(b)
+	}
+	docs := map[string]string{
+		"bridge.": read("bridge/README.md"), "simulator.": read("simulator/README.md"),
+		"processor.": read("processor/README.md"), "influx.": read("processor/README.md"),
+		"cassandra.": read("processor/README.md"), "detect.": read("processor/README.md"),
+	}
+	top := read("README.md")
+	var c RunConfig
+	fs := newFlagSet("", "", io.Discard)
+	c.RegisterFlags(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		doc, where := top, "README.md"
+		for prefix, d := range docs {
+			if strings.HasPrefix(f.Name, prefix) {
+				doc, where = d, prefix
+			}
+		}
+		require.Contains(t, doc, "`-"+f.Name+"`", "flag -%s is not documented (%s)", f.Name, where)
+	})
 }
