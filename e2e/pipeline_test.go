@@ -143,7 +143,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 
 	dir := t.TempDir()
 	s.sim.Devices = 50
-	s.sim.Count = 10000
+	s.sim.Count = 11000 // published and silenced by dropouts
 	s.sim.Speed = 0
 	s.sim.AnomalyRate = 0.02
 	s.sim.AnomalyWarmup = 60
@@ -158,7 +158,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	t.Logf("simulator: published %d, acked %d, errors %d, anomalies %d, dropped by dropouts %d", st.Published, st.Acked, st.Errors, st.Anomalies, st.Dropped)
 	require.Zero(t, st.Errors)
 	require.Equal(t, st.Published, st.Acked)
-	require.GreaterOrEqual(t, st.Published+st.Dropped, int64(10000))
+	require.GreaterOrEqual(t, st.Published, int64(10000))
 
 	bad := publishMalformed(t, s)
 

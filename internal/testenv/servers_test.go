@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,10 +24,10 @@ func TestMosquittoPersistentSession(t *testing.T) {
 	topic := "sensorflow-test/" + id
 	got := make(chan string, 100)
 	connect := func() mqtt.Client {
+		handle := func(_ mqtt.Client, m mqtt.Message) { got <- string(m.Payload()) }
 		o := mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetCleanSession(false).
-			SetOnConnectHandler(func(c mqtt.Client) {
-				c.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) { got <- string(m.Payload()) })
-			})
+			SetDefaultPublishHandler(handle).
+			SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe(topic, 1, handle) })
 		c := mqtt.NewClient(o)
 		tok := c.Connect()
 		require.True(t, tok.WaitTimeout(10*time.Second))
@@ -74,6 +75,91 @@ func TestMosquittoPersistentSession(t *testing.T) {
 	if tok := clean.Connect(); tok.WaitTimeout(5 * time.Second) {
 		clean.Disconnect(100)
 	}
+}
+
+// Mosquitto as configured by deploy/mosquitto keeps far more than its
+// default 1,000 queued QoS 1 messages for a subscriber that is away, so a
+// bridge that stalls on Kafka loses nothing.
+func TestMosquittoQueuesBeyondDefaultLimit(t *testing.T) {
+	url := testenv.MQTT(t)
+	id := testenv.Unique("sf-test-slow-")
+	topic := "sensorflow-test/" + id + "/#"
+	var mu sync.Mutex
+	got := map[string]bool{}
+	connect := func() mqtt.Client {
+		handle := func(_ mqtt.Client, m mqtt.Message) {
+			mu.Lock()
+			got[string(m.Payload())] = true
+			mu.Unlock()
+		}
+		// A resumed session delivers before SUBACK: without a default
+		// handler paho would acknowledge and drop those messages.
+		subscribed := make(chan error, 1)
+		o := mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetCleanSession(false).
+			SetDefaultPublishHandler(handle).
+			SetOnConnectHandler(func(c mqtt.Client) {
+				tok := c.Subscribe(topic, 1, handle)
+				go func() { tok.Wait(); subscribed <- tok.Error() }()
+			})
+		c := mqtt.NewClient(o)
+		tok := c.Connect()
+		require.True(t, tok.WaitTimeout(10*time.Second))
+		require.NoError(t, tok.Error())
+		select {
+		case err := <-subscribed:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("no SUBACK")
+		}
+		return c
+	}
+	sub := connect()
+	sub.Disconnect(100)
+
+	const publishers, each = 4, 5000
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("%s-pub%d", id, p)))
+			tok := c.Connect()
+			if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Errorf("publisher %d: %v", p, tok.Error())
+				return
+			}
+			defer c.Disconnect(100)
+			toks := make([]mqtt.Token, 0, each)
+			for i := range each {
+				toks = append(toks, c.Publish(fmt.Sprintf("sensorflow-test/%s/%d", id, p), 1, false, fmt.Sprintf("%d-%d", p, i)))
+			}
+			for _, tk := range toks {
+				if !tk.WaitTimeout(30*time.Second) || tk.Error() != nil {
+					t.Errorf("publish not acknowledged: %v", tk.Error())
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	sub = connect()
+	defer func() {
+		sub.Disconnect(100)
+		clean := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetCleanSession(true))
+		if tok := clean.Connect(); tok.WaitTimeout(5 * time.Second) {
+			clean.Disconnect(100)
+		}
+	}()
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for count() < publishers*each && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	require.Equal(t, publishers*each, count(), "the returning subscriber must get every queued message")
 }
 
 // Produce with acks=all, consume in a group, commit, restart the reader and
