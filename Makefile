@@ -4,7 +4,7 @@ GO ?= go
 SERVICES := deploy/local/services.sh
 export SENSORFLOW_REQUIRE_SERVICES ?= 1
 
-.PHONY: build run test test-short lint services services-down services-status clean
+.PHONY: build bench run test test-short lint services services-down services-status clean
 
 build: ## build bin/sensorflow
 	CGO_ENABLED=0 $(GO) build -o bin/sensorflow .
@@ -33,3 +33,8 @@ clean: services-down
 
 run: services ## start the local servers and run simulator, bridge and processor
 	$(GO) run . -target=all -log.format=text
+
+bench: services ## benchmarks against the real servers, as ratios to ceilings measured in the same run
+	@mkdir -p out
+	$(GO) test -run '^$$' -bench 'SinkVsPlain' -benchtime 40000x -count 1 ./processor/sink/ | tee out/bench.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./processor/detect/ | tee -a out/bench.txt

@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -221,7 +222,20 @@ type Cassandra struct {
 	sess        *gocql.Session
 	concurrency int
 	ttl         int
+
+	mu      sync.Mutex
+	devices map[string]*deviceRow // what the devices table already holds
 }
+
+// deviceRow is what this sink last wrote to a device's row.
+type deviceRow struct {
+	first, last time.Time
+	metrics     map[string]struct{}
+}
+
+// lastSeenEvery is the granularity of devices.last_seen: a device's row is
+// rewritten when something else changed or last_seen moved this far.
+const lastSeenEvery = time.Minute
 
 // NewCassandra connects to Cassandra (applying the schema first when
 // configured) and returns the sink.
@@ -239,7 +253,7 @@ func NewCassandra(ctx context.Context, cfg CassandraConfig) (*Cassandra, error) 
 	if err != nil {
 		return nil, fmt.Errorf("connecting to cassandra: %w", err)
 	}
-	return &Cassandra{sess: sess, concurrency: cfg.Concurrency, ttl: int(cfg.TTL / time.Second)}, nil
+	return &Cassandra{sess: sess, concurrency: cfg.Concurrency, ttl: int(cfg.TTL / time.Second), devices: map[string]*deviceRow{}}, nil
 }
 
 const (
@@ -299,16 +313,58 @@ func (s *Cassandra) Write(ctx context.Context, b Batch) error {
 		exec(s.sess.Query(cqlInsertAlertD, append([]any{a.DeviceID}, cols...)...))
 		exec(s.sess.Query(cqlInsertAlertY, append([]any{civilDay(a.StartedAt), a.DeviceID}, cols...)...))
 	}
+	// Rewrite a device's row only when it changed: concurrent updates of the
+	// same few partitions in every batch would cost Cassandra more than the
+	// readings themselves.
+	type deviceUpdate struct {
+		id   string
+		seen *device
+	}
+	var updated []deviceUpdate
+	var deviceQueries []*gocql.Query
+	s.mu.Lock()
 	for id, d := range devices {
-		names := make([]string, 0, len(d.metrics))
+		known := s.devices[id]
+		var names []string
 		for name := range d.metrics {
-			names = append(names, name)
+			if known == nil {
+				names = append(names, name)
+			} else if _, ok := known.metrics[name]; !ok {
+				names = append(names, name)
+			}
 		}
-		exec(s.sess.Query(cqlDeviceLast, d.last.UnixMicro(), d.site, d.last, names, id))
-		exec(s.sess.Query(cqlDeviceFirst, invertedBase-d.first.UnixMicro(), d.first, id))
+		if known == nil || len(names) > 0 || d.last.Sub(known.last) >= lastSeenEvery {
+			deviceQueries = append(deviceQueries, s.sess.Query(cqlDeviceLast, d.last.UnixMicro(), d.site, d.last, names, id))
+		}
+		if known == nil || d.first.Before(known.first) {
+			deviceQueries = append(deviceQueries, s.sess.Query(cqlDeviceFirst, invertedBase-d.first.UnixMicro(), d.first, id))
+		}
+		updated = append(updated, deviceUpdate{id, d})
+	}
+	s.mu.Unlock()
+	for _, q := range deviceQueries {
+		exec(q)
 	}
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("writing batch to cassandra: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range updated {
+		known := s.devices[u.id]
+		if known == nil {
+			known = &deviceRow{first: u.seen.first, last: u.seen.last, metrics: map[string]struct{}{}}
+			s.devices[u.id] = known
+		}
+		if u.seen.first.Before(known.first) {
+			known.first = u.seen.first
+		}
+		if u.seen.last.Sub(known.last) >= lastSeenEvery {
+			known.last = u.seen.last
+		}
+		for name := range u.seen.metrics {
+			known.metrics[name] = struct{}{}
+		}
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sensorflow/sensorflow/internal/sensor"
 	"github.com/sensorflow/sensorflow/internal/testenv"
 	"github.com/sensorflow/sensorflow/processor/sink"
 	"github.com/sensorflow/sensorflow/processor/sink/sinktest"
@@ -143,4 +144,37 @@ func TestCassandraContract(t *testing.T) {
 			return out
 		},
 	})
+}
+
+// The devices table keeps the earliest first_seen whatever order batches
+// arrive in, last_seen within a minute, and the union of metric names.
+func TestCassandraDevicesTable(t *testing.T) {
+	hosts := testenv.Cassandra(t)
+	var cfg sink.CassandraConfig
+	fs := flag.NewFlagSet("", flag.PanicOnError)
+	cfg.RegisterFlags(fs)
+	_ = fs.Parse(nil)
+	cfg.Hosts, cfg.Keyspace = hosts, testenv.Unique("devices_")
+	s, err := sink.NewCassandra(context.Background(), cfg)
+	require.NoError(t, err)
+	defer s.Close()
+	defer s.Session().Query(`DROP KEYSPACE IF EXISTS ` + cfg.Keyspace).Exec() //nolint:errcheck
+	t0 := time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Millisecond)
+	reading := func(at time.Duration, metric string) sensor.Reading {
+		return sensor.Reading{DeviceID: "d1", Site: "s1", TS: t0.Add(at), Metrics: map[string]float64{metric: 1}}
+	}
+	for _, b := range []sink.Batch{
+		{Readings: []sensor.Reading{reading(10*time.Minute, "a")}},
+		{Readings: []sensor.Reading{reading(0, "b")}},                             // earlier, out of order
+		{Readings: []sensor.Reading{reading(30*time.Second+10*time.Minute, "a")}}, // under a minute later
+		{Readings: []sensor.Reading{reading(20*time.Minute, "a"), reading(21*time.Minute, "c")}},
+	} {
+		require.NoError(t, s.Write(context.Background(), b))
+	}
+	var first, last time.Time
+	var metrics []string
+	require.NoError(t, s.Session().Query(`SELECT first_seen, last_seen, metrics FROM devices WHERE device_id = ?`, "d1").Scan(&first, &last, &metrics))
+	require.Equal(t, t0, first.UTC())
+	require.Equal(t, t0.Add(21*time.Minute), last.UTC())
+	require.ElementsMatch(t, []string{"a", "b", "c"}, metrics)
 }
