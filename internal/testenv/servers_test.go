@@ -62,6 +62,9 @@ func TestMosquittoPersistentSession(t *testing.T) {
 	for len(received) < 20 {
 		select {
 		case m := <-got:
+			if m == "before" {
+				continue // QoS 1 is at least once: its PUBACK may not have left before the disconnect
+			}
 			received = append(received, m)
 		case <-time.After(15 * time.Second):
 			t.Fatalf("after reconnecting got %d of 20 queued messages: %v", len(received), received)
