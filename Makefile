@@ -4,12 +4,12 @@ GO ?= go
 SERVICES := deploy/local/services.sh
 export SENSORFLOW_REQUIRE_SERVICES ?= 1
 
-.PHONY: build bench run test test-short lint services services-down services-status clean
+.PHONY: browser build bench run test test-short lint services services-down services-status clean
 
 build: ## build bin/sensorflow
 	CGO_ENABLED=0 $(GO) build -o bin/sensorflow .
 
-test: lint services ## start the local servers if needed, then run every test with -race
+test: lint services browser ## start the local servers if needed, then run every test with -race
 	SENSORFLOW_REQUIRE_SERVICES=1 $(GO) test -race -count=1 -timeout 40m ./...
 
 test-short: ## hermetic tests only (no servers)
@@ -38,3 +38,6 @@ bench: services ## benchmarks against the real servers, as ratios to ceilings me
 	@mkdir -p out
 	$(GO) test -run '^$$' -bench 'SinkVsPlain' -benchtime 40000x -count 1 ./processor/sink/ | tee out/bench.txt
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./processor/detect/ | tee -a out/bench.txt
+
+browser: ## install Chromium for the dashboard's browser test (Debian package)
+	deploy/local/browser.sh

@@ -1,6 +1,7 @@
 // Command sensorflow is Sensorflow's one binary: the simulator, the bridge and
 // the processor (chosen with -target), and the tools around them.
 //
+//	sensorflow demo                                                everything in one process, nothing to install
 //	sensorflow [-target all|simulator,bridge,processor] [flags]   run services
 //	sensorflow alerts [flags]                                      follow the alert stream
 //	sensorflow query -device D -metric M -from T1 -to T2           read the Cassandra archive
@@ -19,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -31,9 +33,11 @@ import (
 	"github.com/sensorflow/sensorflow/bridge"
 	"github.com/sensorflow/sensorflow/internal/admin"
 	"github.com/sensorflow/sensorflow/internal/cli"
+	"github.com/sensorflow/sensorflow/internal/dashboard"
 	"github.com/sensorflow/sensorflow/internal/kafkax"
 	"github.com/sensorflow/sensorflow/internal/mqttx"
 	"github.com/sensorflow/sensorflow/processor"
+	"github.com/sensorflow/sensorflow/processor/sink"
 	"github.com/sensorflow/sensorflow/simulator"
 )
 
@@ -54,6 +58,18 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		switch args[0] {
+		case "demo":
+			var c DemoConfig
+			fs := newFlagSet("demo", demoUsage, stderr)
+			c.RegisterFlags(fs)
+			if err := parse(fs, args[1:]); err != nil {
+				return err
+			}
+			log, err := newLogger(c.Run.LogFormat, c.Run.LogLevel, stderr)
+			if err != nil {
+				return err
+			}
+			return Demo(ctx, c, log, stdout)
 		case "check":
 			var c cli.CheckConfig
 			fs := newFlagSet("check", "Checks that every server answers its own protocol, with the clients Sensorflow uses.", stderr)
@@ -84,7 +100,7 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		case "run":
 			args = args[1:]
 		default:
-			return fmt.Errorf("unknown command %q (want run, alerts, query, check or version; see -help)", args[0])
+			return fmt.Errorf("unknown command %q (want demo, run, alerts, query, check or version; see -help)", args[0])
 		}
 	}
 	var cfg RunConfig
@@ -109,7 +125,7 @@ const runUsage = `Runs Sensorflow services in this process.
   sensorflow -target=bridge -mqtt.url tcp://broker:1883 -kafka.brokers kafka:9092
   sensorflow -target=processor -influx.url http://influxdb:8086 -cassandra.hosts cassandra
 
-Other commands: sensorflow alerts | query | check | version (each with -help).
+Other commands: sensorflow demo | alerts | query | check | version (each with -help).
 Every flag may be set in the environment: -kafka.brokers is SENSORFLOW_KAFKA_BROKERS.`
 
 func newFlagSet(name, doc string, stderr io.Writer) *flag.FlagSet {
@@ -137,9 +153,16 @@ type RunConfig struct {
 	MQTT            mqttx.Config
 	Kafka           kafkax.Config
 	TopicPrefix     string
+	DashboardAddr   string
+	DashboardPoints int
+	DashboardSeries int
 	Simulator       simulator.Config
 	Bridge          bridge.Config
 	Processor       processor.Config
+
+	// Set by the demo: a pre-filled dashboard hub and extra sinks.
+	hub        *dashboard.Hub
+	extraSinks map[string]sink.Sink
 }
 
 // RegisterFlags registers every flag of the services run.
@@ -151,6 +174,9 @@ func (c *RunConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Health, "health", false, "Probe the running process's /readyz on -admin.addr and exit 0 if ready (container health check).")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "Time each service has to drain on SIGTERM.")
 	fs.StringVar(&c.TopicPrefix, "mqtt.topic-prefix", "sensorflow", "First level of every MQTT topic.")
+	fs.StringVar(&c.DashboardAddr, "dashboard.addr", ":8080", "Address of the processor's read-only web dashboard (empty: off).")
+	fs.IntVar(&c.DashboardPoints, "dashboard.points", 600, "Recent points per series the dashboard keeps in memory.")
+	fs.IntVar(&c.DashboardSeries, "dashboard.max-series", 20000, "Most series the dashboard keeps (memory bound).")
 	c.MQTT.RegisterFlags(fs)
 	c.Kafka.RegisterFlags(fs)
 	c.Simulator.RegisterFlags(fs)
@@ -192,6 +218,7 @@ func Run(ctx context.Context, cfg RunConfig, log *slog.Logger) error {
 	}
 	var svcs []named
 	var bridgeReady func() error
+	var dash *http.Server
 	if targets["simulator"] {
 		c := cfg.Simulator
 		c.MQTT, c.TopicPrefix = cfg.MQTT, cfg.TopicPrefix
@@ -219,12 +246,32 @@ func Run(ctx context.Context, cfg RunConfig, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
+		for name, s := range cfg.extraSinks {
+			p.AddSink(name, s)
+		}
+		if cfg.DashboardAddr != "" {
+			hub := cfg.hub
+			if hub == nil {
+				hub = dashboard.NewHub(cfg.DashboardPoints, cfg.DashboardSeries)
+			}
+			p.AddSink("dashboard", hub)
+			dash = &http.Server{Addr: cfg.DashboardAddr, Handler: hub.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		}
 		adm.Ready("processor", p.Ready)
 		svcs = append(svcs, named{"processor", p})
 	}
 	addr, err := adm.Listen()
 	if err != nil {
 		return err
+	}
+	if dash != nil {
+		ln, err := net.Listen("tcp", dash.Addr)
+		if err != nil {
+			return fmt.Errorf("dashboard listening on %s: %w", dash.Addr, err)
+		}
+		go func() { _ = dash.Serve(ln) }()
+		defer dash.Close()
+		log.Info("dashboard serving", "addr", ln.Addr().String())
 	}
 	log.Info("sensorflow starting", "version", version(), "targets", cfg.Targets, "admin", addr.String())
 

@@ -116,7 +116,7 @@ func TestReadmesListEveryFlag(t *testing.T) {
 		"cassandra.": read("processor/README.md"), "detect.": read("processor/README.md"),
 	}
 	top := read("README.md")
-	var c RunConfig
+	var c DemoConfig // the services' flags and the demo's
 	fs := newFlagSet("", "", io.Discard)
 	c.RegisterFlags(fs)
 	fs.VisitAll(func(f *flag.Flag) {

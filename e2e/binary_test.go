@@ -70,7 +70,7 @@ func TestBinaryAllTargetsAndGracefulShutdown(t *testing.T) {
 	admin := freeAddr(t)
 	const count = 2000
 	args := []string{
-		"-target", "all", "-admin.addr", admin, "-log.format", "json",
+		"-target", "all", "-admin.addr", admin, "-log.format", "json", "-dashboard.addr", freeAddr(t),
 		"-mqtt.url", s.mqtt.URL, "-mqtt.topic-prefix", s.prefix,
 		"-kafka.brokers", s.kafka.Brokers, "-kafka.readings-topic", s.kafka.ReadingsTopic,
 		"-kafka.alerts-topic", s.kafka.AlertsTopic, "-kafka.deadletter-topic", s.kafka.DeadLetterTopic,

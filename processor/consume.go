@@ -143,7 +143,7 @@ func (p *Processor) handle(ctx context.Context, det *detect.Detector, w *kafka.W
 			continue
 		}
 		b.Readings = append(b.Readings, r)
-		b.Alerts = det.Observe(&b.Readings[len(b.Readings)-1], b.Alerts)
+		b.Alerts, b.Scores = det.Observe(&b.Readings[len(b.Readings)-1], b.Alerts, b.Scores)
 	}
 	for i := range b.Alerts {
 		a := &b.Alerts[i]

@@ -74,7 +74,8 @@ func (s *Simulator) publishLoop(ctx context.Context, fleet []*device, conns []*c
 		d := q[0]
 		t := d.next
 		if s.cfg.Speed > 0 {
-			due := realStart.Add(time.Duration(float64(t.Sub(virtStart)) / s.cfg.Speed))
+			// The backfilled history is due at once; then real pacing.
+			due := realStart.Add(time.Duration(float64(t.Sub(virtStart)-s.cfg.Backfill) / s.cfg.Speed))
 			if wait := time.Until(due); wait > 0 {
 				select {
 				case <-time.After(wait):

@@ -43,6 +43,7 @@ type Config struct {
 	Seed           uint64
 	Speed          float64
 	Start          string
+	Backfill       time.Duration
 	Duration       time.Duration
 	Count          int64
 	AnomalyRate    float64
@@ -66,7 +67,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.Jitter, "simulator.jitter", 0.1, "Random variation of each interval, as a fraction of it.")
 	fs.Uint64Var(&c.Seed, "simulator.seed", 1, "Seed: the same seed and flags give the same readings and anomalies.")
 	fs.Float64Var(&c.Speed, "simulator.speed", 1, "Virtual seconds per real second (1: real time; 0: as fast as the broker accepts).")
-	fs.StringVar(&c.Start, "simulator.start", "", "Virtual time of the first readings, RFC 3339 (empty: now).")
+	fs.StringVar(&c.Start, "simulator.start", "", "Virtual time of the first readings, RFC 3339 (empty: now, or now minus -simulator.backfill).")
+	fs.DurationVar(&c.Backfill, "simulator.backfill", 0, "Start this far in the past and publish that history at once before pacing (e.g. 5m: dashboards and detectors have history at start).")
 	fs.DurationVar(&c.Duration, "simulator.duration", 0, "Stop after this much real time (0: run until stopped).")
 	fs.Int64Var(&c.Count, "simulator.count", 0, "Stop after publishing this many readings (0: no limit).")
 	fs.Float64Var(&c.AnomalyRate, "simulator.anomaly-rate", 0.002, "Probability, per reading of a device without an anomaly, that one starts.")
@@ -93,6 +95,8 @@ func (c *Config) Validate() error {
 		return errors.New("simulator.jitter must be in [0,1)")
 	case c.Speed < 0:
 		return errors.New("simulator.speed must not be negative")
+	case c.Backfill < 0:
+		return errors.New("simulator.backfill must not be negative")
 	case c.AnomalyRate < 0 || c.AnomalyRate > 1:
 		return errors.New("simulator.anomaly-rate must be in [0,1]")
 	case c.Connections < 0 || c.MaxInflight < 1:
@@ -196,7 +200,7 @@ func (s *Simulator) autoConnections() int {
 // -count is reached, then waits (up to 10 s) for outstanding
 // acknowledgements, writes the ground truth and logs a summary.
 func (s *Simulator) Run(ctx context.Context) error {
-	start := time.Now().UTC().Truncate(time.Millisecond)
+	start := time.Now().Add(-s.cfg.Backfill).UTC().Truncate(time.Millisecond)
 	if s.cfg.Start != "" {
 		start, _ = time.Parse(time.RFC3339Nano, s.cfg.Start)
 	}

@@ -156,8 +156,9 @@ func (d *Detector) OpenAlerts() int {
 	return n
 }
 
-// Observe feeds one reading and appends the alert events it raises to out.
-func (d *Detector) Observe(r *sensor.Reading, out []sensor.Alert) []sensor.Alert {
+// Observe feeds one reading, appends the alert events it raises to out and
+// the anomaly score of each of its metrics, in metric-name order, to scores.
+func (d *Detector) Observe(r *sensor.Reading, out []sensor.Alert, scores []float64) ([]sensor.Alert, []float64) {
 	for _, name := range r.MetricNames() { // sorted: deterministic event order
 		v := r.Metrics[name]
 		k := seriesKey{r.DeviceID, name}
@@ -167,9 +168,10 @@ func (d *Detector) Observe(r *sensor.Reading, out []sensor.Alert) []sensor.Alert
 			d.series[k] = s
 		}
 		f := s.Observe(&d.cfg, name, r.TS, v)
+		scores = append(scores, round(f.Score))
 		out = d.transition(s, r, name, v, f, out)
 	}
-	return out
+	return out, scores
 }
 
 // Score feeds one value of a single series (the replay command's entry) and

@@ -21,7 +21,7 @@ func feed(cfg Config, values []float64) []sensor.Alert {
 	var out []sensor.Alert
 	for i, v := range values {
 		r := sensor.Reading{DeviceID: "dev-1", Site: "s", TS: t0.Add(time.Duration(i) * time.Second), Metrics: map[string]float64{"m": v}}
-		out = d.Observe(&r, out)
+		out, _ = d.Observe(&r, out, nil)
 	}
 	return out
 }
@@ -179,10 +179,11 @@ func BenchmarkObserve(b *testing.B) {
 	v := noise(4096, 1, 20, 0.5)
 	r := sensor.Reading{DeviceID: "dev-1", Site: "s", Metrics: map[string]float64{"m": 0}}
 	var out []sensor.Alert
+	var scores []float64
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		r.TS = t0.Add(time.Duration(i) * time.Second)
 		r.Metrics["m"] = v[i%len(v)]
-		out = d.Observe(&r, out[:0])
+		out, scores = d.Observe(&r, out[:0], scores[:0])
 	}
 }

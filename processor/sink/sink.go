@@ -15,6 +15,10 @@ import (
 type Batch struct {
 	Readings []sensor.Reading
 	Alerts   []sensor.Alert
+	// Scores, when set, holds the anomaly score in [0,1] of every metric of
+	// every reading: in reading order and, within a reading, in metric-name
+	// order (the order of Reading.MetricNames).
+	Scores []float64
 }
 
 // Len is the number of records in the batch.
