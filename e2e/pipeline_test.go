@@ -330,15 +330,23 @@ func subscribeAlerts(t *testing.T, s *stack) *collector {
 	o, err := s.mqtt.Options(s.id+"-alert-sub", true)
 	require.NoError(t, err)
 	filter := sensor.Topics{Prefix: s.prefix}.AlertsFilter()
+	subscribed := make(chan error, 1)
 	o.SetOnConnectHandler(func(c mqtt.Client) {
-		c.Subscribe(filter, 1, func(_ mqtt.Client, m mqtt.Message) {
+		tok := c.Subscribe(filter, 1, func(_ mqtt.Client, m mqtt.Message) {
 			col.mu.Lock()
 			col.msgs = append(col.msgs, received{m.Topic(), m.Payload()})
 			col.mu.Unlock()
-		}).Wait()
+		})
+		go func() { tok.Wait(); subscribed <- tok.Error() }()
 	})
 	c := mqtt.NewClient(o)
 	require.NoError(t, mqttx.Wait(c.Connect(), 10*time.Second))
+	select { // alerts published before the SUBACK would not reach us
+	case err := <-subscribed:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no SUBACK for the alert subscription")
+	}
 	t.Cleanup(func() { c.Disconnect(100) })
 	return col
 }

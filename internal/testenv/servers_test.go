@@ -17,23 +17,48 @@ import (
 	"github.com/sensorflow/sensorflow/internal/testenv"
 )
 
+// persistentSubscriber connects a CleanSession=false client subscribed to
+// topic with QoS 1 and returns once the broker confirmed the subscription.
+// handle also serves as default handler: a resumed session delivers before
+// SUBACK, and paho would otherwise acknowledge and drop those messages.
+func persistentSubscriber(t *testing.T, url, id, topic string, handle mqtt.MessageHandler) mqtt.Client {
+	t.Helper()
+	subscribed := make(chan error, 1)
+	o := mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetCleanSession(false).
+		SetDefaultPublishHandler(handle).
+		SetOnConnectHandler(func(c mqtt.Client) {
+			tok := c.Subscribe(topic, 1, handle)
+			go func() { tok.Wait(); subscribed <- tok.Error() }()
+		})
+	c := mqtt.NewClient(o)
+	tok := c.Connect()
+	require.True(t, tok.WaitTimeout(10*time.Second))
+	require.NoError(t, tok.Error())
+	select {
+	case err := <-subscribed:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no SUBACK")
+	}
+	return c
+}
+
+// dropSession removes a persistent session from the broker.
+func dropSession(url, id string) {
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetCleanSession(true))
+	if tok := c.Connect(); tok.WaitTimeout(5 * time.Second) {
+		c.Disconnect(100)
+	}
+}
+
 // A persistent QoS 1 session receives what was published while it was away.
 func TestMosquittoPersistentSession(t *testing.T) {
 	url := testenv.MQTT(t)
 	id := testenv.Unique("sf-test-sub-")
 	topic := "sensorflow-test/" + id
 	got := make(chan string, 100)
-	connect := func() mqtt.Client {
-		handle := func(_ mqtt.Client, m mqtt.Message) { got <- string(m.Payload()) }
-		o := mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetCleanSession(false).
-			SetDefaultPublishHandler(handle).
-			SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe(topic, 1, handle) })
-		c := mqtt.NewClient(o)
-		tok := c.Connect()
-		require.True(t, tok.WaitTimeout(10*time.Second))
-		require.NoError(t, tok.Error())
-		return c
-	}
+	handle := func(_ mqtt.Client, m mqtt.Message) { got <- string(m.Payload()) }
+	connect := func() mqtt.Client { return persistentSubscriber(t, url, id, topic, handle) }
 	sub := connect()
 	// Make sure the subscription is in place before going away.
 	pub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(id + "-pub"))
@@ -73,11 +98,7 @@ func TestMosquittoPersistentSession(t *testing.T) {
 	require.Equal(t, "offline-0", received[0])
 	require.Equal(t, "offline-19", received[19])
 
-	// Clean the session up so the broker does not keep it.
-	clean := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetCleanSession(true))
-	if tok := clean.Connect(); tok.WaitTimeout(5 * time.Second) {
-		clean.Disconnect(100)
-	}
+	dropSession(url, id) // so the broker does not keep it
 }
 
 // Mosquitto as configured by deploy/mosquitto keeps far more than its
@@ -89,33 +110,12 @@ func TestMosquittoQueuesBeyondDefaultLimit(t *testing.T) {
 	topic := "sensorflow-test/" + id + "/#"
 	var mu sync.Mutex
 	got := map[string]bool{}
-	connect := func() mqtt.Client {
-		handle := func(_ mqtt.Client, m mqtt.Message) {
-			mu.Lock()
-			got[string(m.Payload())] = true
-			mu.Unlock()
-		}
-		// A resumed session delivers before SUBACK: without a default
-		// handler paho would acknowledge and drop those messages.
-		subscribed := make(chan error, 1)
-		o := mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetCleanSession(false).
-			SetDefaultPublishHandler(handle).
-			SetOnConnectHandler(func(c mqtt.Client) {
-				tok := c.Subscribe(topic, 1, handle)
-				go func() { tok.Wait(); subscribed <- tok.Error() }()
-			})
-		c := mqtt.NewClient(o)
-		tok := c.Connect()
-		require.True(t, tok.WaitTimeout(10*time.Second))
-		require.NoError(t, tok.Error())
-		select {
-		case err := <-subscribed:
-			require.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Fatal("no SUBACK")
-		}
-		return c
+	handle := func(_ mqtt.Client, m mqtt.Message) {
+		mu.Lock()
+		got[string(m.Payload())] = true
+		mu.Unlock()
 	}
+	connect := func() mqtt.Client { return persistentSubscriber(t, url, id, topic, handle) }
 	sub := connect()
 	sub.Disconnect(100)
 
@@ -148,10 +148,7 @@ func TestMosquittoQueuesBeyondDefaultLimit(t *testing.T) {
 	sub = connect()
 	defer func() {
 		sub.Disconnect(100)
-		clean := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetCleanSession(true))
-		if tok := clean.Connect(); tok.WaitTimeout(5 * time.Second) {
-			clean.Disconnect(100)
-		}
+		dropSession(url, id)
 	}()
 	count := func() int {
 		mu.Lock()
