@@ -9,8 +9,8 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/sensorflow/sensorflow/internal/kafkax"
 	"github.com/sensorflow/sensorflow/internal/mqttx"
-	"github.com/sensorflow/sensorflow/internal/retry"
 	"github.com/sensorflow/sensorflow/internal/sensor"
 )
 
@@ -144,17 +144,14 @@ func (b *Bridge) writeBatch(ctx context.Context, w *kafka.Writer, batch []mqtt.M
 			b.m.rejected.WithLabelValues(reason).Inc()
 		}
 	}
-	err := retry.Default.Forever(ctx, b.log, "writing batch to kafka", func() error {
-		start := time.Now()
-		if err := w.WriteMessages(ctx, msgs...); err != nil {
-			return err
-		}
-		b.m.writeSecs.Observe(time.Since(start).Seconds())
-		return nil
-	}, func(error) {
+	start := time.Now()
+	err := kafkax.WriteAll(ctx, w, msgs, b.log, "writing batch to kafka", func(error) {
 		b.kafkaUp.Store(false)
 		b.m.kafkaWrites.WithLabelValues("error").Inc()
 	})
+	if err == nil {
+		b.m.writeSecs.Observe(time.Since(start).Seconds())
+	}
 	if err != nil {
 		return err
 	}

@@ -115,7 +115,9 @@ func TestBinaryAllTargetsAndGracefulShutdown(t *testing.T) {
 	}, 3*time.Minute, 500*time.Millisecond, "processor never stored every reading")
 	require.Equal(t, float64(count), metricValue(body, `sensorflow_simulator_readings_total{result="acked"}`))
 	require.Equal(t, float64(count), metricValue(body, `sensorflow_bridge_messages_total{result="forwarded"}`))
-	require.Equal(t, float64(count), metricValue(body, `sensorflow_processor_readings_total{result="stored"}`))
+	// At least once: a retried Kafka write may deliver a reading twice (the
+	// stores stay exact; the pipeline test checks them).
+	require.GreaterOrEqual(t, metricValue(body, `sensorflow_processor_readings_total{result="stored"}`), float64(count))
 	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "sensorflow_bridge_kafka_write_seconds_count",
 		`sensorflow_processor_sink_write_seconds_count{sink="influx"}`, `sensorflow_processor_sink_write_seconds_count{sink="cassandra"}`} {
 		require.Positive(t, metricValue(body, name), name)

@@ -11,6 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sensorflow/sensorflow/internal/kafkax"
 	"github.com/sensorflow/sensorflow/internal/retry"
 	"github.com/sensorflow/sensorflow/internal/sensor"
 	"github.com/sensorflow/sensorflow/processor/detect"
@@ -155,9 +156,7 @@ func (p *Processor) handle(ctx context.Context, det *detect.Detector, w *kafka.W
 		return err
 	}
 	if len(out) > 0 {
-		if err := retry.Forever(ctx, p.log, "writing alerts to kafka", func() error {
-			return w.WriteMessages(ctx, out...)
-		}); err != nil {
+		if err := kafkax.WriteAll(ctx, w, out, p.log, "writing alerts to kafka", nil); err != nil {
 			return err
 		}
 	}

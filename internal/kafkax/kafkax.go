@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
 
+	"github.com/sensorflow/sensorflow/internal/retry"
 	"github.com/sensorflow/sensorflow/internal/tlsx"
 )
 
@@ -192,5 +194,57 @@ func (c *Config) EnsureTopics(ctx context.Context) error {
 			return fmt.Errorf("creating kafka topic %s: %w", topic, terr)
 		}
 	}
-	return nil
+	// A new topic's partitions take a moment to get leaders; writing before
+	// that fails part of a batch.
+	names := []string{c.ReadingsTopic, c.AlertsTopic, c.DeadLetterTopic}
+	for {
+		md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+		if err == nil && allLed(md, len(names)) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for partition leaders of the kafka topics: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func allLed(md *kafka.MetadataResponse, topics int) bool {
+	if len(md.Topics) != topics {
+		return false
+	}
+	for _, t := range md.Topics {
+		if t.Error != nil || len(t.Partitions) == 0 {
+			return false
+		}
+		for _, p := range t.Partitions {
+			if p.Error != nil || p.Leader.Host == "" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// WriteAll writes msgs and retries, with backoff, only the messages Kafka did
+// not acknowledge (kafka-go reports errors per message), so a partial
+// failure such as a leader election adds no duplicates. It returns once all
+// are written, or with ctx's error. onErr (may be nil) sees each failure.
+func WriteAll(ctx context.Context, w *kafka.Writer, msgs []kafka.Message, log *slog.Logger, what string, onErr func(error)) error {
+	pending := msgs
+	return retry.Default.Forever(ctx, log, what, func() error {
+		err := w.WriteMessages(ctx, pending...)
+		var we kafka.WriteErrors
+		if errors.As(err, &we) && len(we) == len(pending) {
+			failed := make([]kafka.Message, 0, we.Count())
+			for i, e := range we {
+				if e != nil {
+					failed = append(failed, pending[i])
+				}
+			}
+			pending = failed
+		}
+		return err
+	}, onErr)
 }
