@@ -2,9 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -15,15 +17,20 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gocql/gocql"
 	"github.com/gorilla/websocket"
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sensorflow/sensorflow/internal/dashboard"
+	"github.com/sensorflow/sensorflow/internal/testenv"
 	"github.com/sensorflow/sensorflow/processor/sink"
 )
 
@@ -242,4 +249,60 @@ func (b *browser) screenshot(path string) {
 	png, err := base64.StdEncoding.DecodeString(r["data"].(string))
 	require.NoError(b.t, err)
 	require.NoError(b.t, os.WriteFile(path, png, 0o644))
+}
+
+// Every embedded piece gives way to a real server through the usual flags.
+func TestDemoWithRealServers(t *testing.T) {
+	mqttURL, brokers := testenv.MQTT(t), testenv.Kafka(t)
+	influxURL, token, bucket := testenv.Influx(t)
+	hosts := testenv.Cassandra(t)
+	id := testenv.Unique("demo")
+	var c DemoConfig
+	fs := newFlagSet("demo", "", io.Discard)
+	c.RegisterFlags(fs)
+	require.NoError(t, parse(fs, []string{
+		"-demo.data", t.TempDir(), "-dashboard.addr", "127.0.0.1:0", "-admin.addr", "127.0.0.1:0",
+		"-mqtt.url", mqttURL, "-mqtt.topic-prefix", id, "-kafka.brokers", brokers,
+		"-kafka.readings-topic", id + ".readings", "-kafka.alerts-topic", id + ".alerts", "-kafka.deadletter-topic", id + ".deadletter",
+		"-bridge.client-id", id + "-bridge", "-bridge.share-group", id, "-bridge.alerts-group", id + "-alerts", "-processor.group", id,
+		"-influx.url", influxURL, "-influx.token", token, "-influx.bucket", bucket,
+		"-cassandra.hosts", hosts, "-cassandra.keyspace", id,
+		"-simulator.devices", "10", "-simulator.device-prefix", id + "-", "-simulator.client-prefix", id,
+	}))
+	var embedded atomic.Bool
+	c.onBroker = func(*mochi.Server) { embedded.Store(true) }
+	var banner bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Demo(ctx, c, slog.New(slog.NewTextHandler(io.Discard, nil)), &banner) }()
+	t.Cleanup(func() {
+		cl := &kafka.Client{Addr: kafka.TCP(brokers)}
+		_, _ = cl.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{id + ".readings", id + ".alerts", id + ".deadletter"}})
+		if cc := gocql.NewCluster(strings.Split(hosts, ",")...); cc != nil {
+			if s, err := cc.CreateSession(); err == nil {
+				_ = s.Query("DROP KEYSPACE IF EXISTS " + id).Exec()
+				s.Close()
+			}
+		}
+	})
+
+	ic := influxdb2.NewClient(influxURL, token)
+	defer ic.Close()
+	require.Eventually(t, func() bool {
+		res, err := ic.QueryAPI("sensorflow").Query(context.Background(), fmt.Sprintf(`import "strings"
+from(bucket: %q) |> range(start: -1h) |> filter(fn: (r) => r._measurement == "readings" and strings.hasPrefix(v: r.device_id, prefix: %q)) |> group() |> count()`, bucket, id+"-"))
+		if err != nil {
+			return false
+		}
+		defer res.Close()
+		return res.Next() && res.Record().Value().(int64) > 100
+	}, time.Minute, 500*time.Millisecond, "readings of the demo in the real InfluxDB")
+	cancel()
+	require.NoError(t, <-done)
+	require.False(t, embedded.Load(), "no embedded broker when -mqtt.url is given")
+	out := banner.String()
+	require.Contains(t, out, mqttURL+" (external)")
+	require.Contains(t, out, brokers+" (external)")
+	require.Contains(t, out, "InfluxDB")
+	require.Contains(t, out, "Cassandra")
 }
