@@ -122,6 +122,7 @@ func TestBinaryAllTargetsAndGracefulShutdown(t *testing.T) {
 		`sensorflow_processor_sink_write_seconds_count{sink="influx"}`, `sensorflow_processor_sink_write_seconds_count{sink="cassandra"}`} {
 		require.Positive(t, metricValue(body, name), name)
 	}
+	checkDashboardMetrics(t, body)
 	resp, err := http.Get("http://" + admin + "/healthz")
 	require.NoError(t, err)
 	resp.Body.Close()

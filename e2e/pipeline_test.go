@@ -257,6 +257,9 @@ func TestPipelineEndToEnd(t *testing.T) {
 		require.Less(t, rows[i-1][0], rows[i][0], "oldest first, no duplicates")
 	}
 
+	// Every Flux query of the Grafana dashboards returns data from this run.
+	checkDashboardFlux(t, s, s.id+"-site-0", s.id+"-dev-00000")
+
 	// `sensorflow alerts` follows the alert stream.
 	out.Reset()
 	ac := cli.AlertsConfig{Kafka: s.kafka, Source: "kafka", JSON: true, FromStart: true, Count: len(kafkaAlerts)}

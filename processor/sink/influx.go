@@ -87,7 +87,8 @@ func (c *InfluxConfig) NewClient() (influxdb2.Client, error) {
 	return influxdb2.NewClientWithOptions(c.URL, token, opts), nil
 }
 
-// Influx writes readings (measurement "readings") and alert events
+// Influx writes readings (measurement "readings"), their anomaly scores
+// (measurement "scores", when the batch has them) and alert events
 // (measurement "alerts") with the blocking write API, so that a failed write
 // surfaces as an error before the processor commits. Points take the
 // reading's time, so a replayed batch overwrites itself: writes are idempotent.
@@ -127,10 +128,19 @@ func (s *Influx) Write(ctx context.Context, b Batch) error {
 		}
 		return nil
 	}
+	k := 0
 	for i := range b.Readings {
-		buf = appendReadingLine(buf[:0], &b.Readings[i])
+		r := &b.Readings[i]
+		buf = appendReadingLine(buf[:0], r)
 		if err := add(buf); err != nil {
 			return err
+		}
+		if n := len(r.Metrics); k+n <= len(b.Scores) {
+			buf = appendScoreLine(buf[:0], r, r.MetricNames(), b.Scores[k:k+n])
+			k += n
+			if err := add(buf); err != nil {
+				return err
+			}
 		}
 	}
 	for i := range b.Alerts {

@@ -80,3 +80,18 @@ func appendAlertLine(b []byte, a *sensor.Alert) []byte {
 	b = append(b, ' ')
 	return strconv.AppendInt(b, a.TS.UnixNano(), 10)
 }
+
+// appendScoreLine encodes the anomaly scores of a reading's metrics (in
+// metric-name order) as one line of measurement "scores", tagged like the
+// reading.
+func appendScoreLine(b []byte, r *sensor.Reading, names []string, scores []float64) []byte {
+	b = append(b, "scores"...)
+	b = appendTag(b, "device_id", r.DeviceID)
+	b = appendTag(b, "site", r.Site)
+	b = append(b, ' ')
+	for i, name := range names {
+		b = appendFloatField(b, i == 0, name, scores[i])
+	}
+	b = append(b, ' ')
+	return strconv.AppendInt(b, r.TS.UnixNano(), 10)
+}

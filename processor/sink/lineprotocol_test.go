@@ -24,3 +24,8 @@ func TestLineProtocolEscaping(t *testing.T) {
 	require.Equal(t, `alerts,device_id=d\,x\=1\ y,kind=k,metric=m,severity=warning,site=s\\ alert_id="id",state="open",open=1,score=0,value=0,expected_low=0,expected_high=0,message="say \"hi\"\nnext=line" 2000000000`, got)
 	require.NotContains(t, got, "\n")
 }
+
+func TestScoreLine(t *testing.T) {
+	r := sensor.Reading{DeviceID: "d", Site: "s", TS: time.Unix(3, 0), Metrics: map[string]float64{"b": 1, "a": 2}}
+	require.Equal(t, `scores,device_id=d,site=s a=0.5,b=0.25 3000000000`, string(appendScoreLine(nil, &r, r.MetricNames(), []float64{0.5, 0.25})))
+}
