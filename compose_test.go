@@ -5,6 +5,7 @@ import (
 	"flag"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -24,9 +25,9 @@ func loadCompose(t *testing.T, env []string) (*types.Project, error) {
 // is one the binary accepts, every mounted file exists, every service has a
 // health check and the start-up order has no cycle.
 func TestComposeFile(t *testing.T) {
-	p, err := loadCompose(t, []string{"INFLUX_TOKEN=t0k3n", "INFLUX_ADMIN_PASSWORD=pw-pw-pw-pw", "GRAFANA_ADMIN_PASSWORD=pw"})
+	p, err := loadCompose(t, composeEnv)
 	require.NoError(t, err)
-	for _, want := range []string{"mosquitto", "kafka", "cassandra", "influxdb", "bridge", "processor", "simulator"} {
+	for _, want := range []string{"mosquitto", "kafka", "cassandra", "influxdb", "prometheus", "grafana", "bridge", "processor", "simulator"} {
 		require.Contains(t, p.Services, want)
 	}
 	flagNames := map[string]bool{}
@@ -37,10 +38,17 @@ func TestComposeFile(t *testing.T) {
 		flagNames["SENSORFLOW_"+strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(f.Name))] = true
 	})
 	for name, svc := range p.Services {
-		require.NotNil(t, svc.HealthCheck, "%s has no health check", name)
-		require.NotEmpty(t, svc.HealthCheck.Test, name)
+		oneShot := svc.Restart == "no"
+		if !oneShot {
+			require.NotNil(t, svc.HealthCheck, "%s has no health check", name)
+			require.NotEmpty(t, svc.HealthCheck.Test, name)
+		}
 		for dep, d := range svc.DependsOn {
-			require.Equal(t, types.ServiceConditionHealthy, d.Condition, "%s → %s", name, dep)
+			want := types.ServiceConditionHealthy
+			if p.Services[dep].Restart == "no" {
+				want = types.ServiceConditionCompletedSuccessfully
+			}
+			require.Equal(t, want, d.Condition, "%s → %s", name, dep)
 		}
 		for _, v := range svc.Volumes {
 			if v.Type == types.VolumeTypeBind {
@@ -81,6 +89,28 @@ func TestComposeFile(t *testing.T) {
 	}
 	for n := range p.Services {
 		visit(n)
+	}
+}
+
+var composeEnv = []string{"INFLUX_TOKEN=t0k3n", "INFLUX_ADMIN_PASSWORD=pw-pw-pw-pw", "GRAFANA_ADMIN_PASSWORD=pw",
+	"MQTT_BRIDGE_PASSWORD=b", "MQTT_SIMULATOR_PASSWORD=s", "MQTT_ALERTS_PASSWORD=a"}
+
+// Every secret .env.example lists is one the compose file requires, and
+// the other way round.
+func TestEnvExampleListsEverySecret(t *testing.T) {
+	raw, err := os.ReadFile(".env.example")
+	require.NoError(t, err)
+	compose, err := os.ReadFile("docker-compose.yml")
+	require.NoError(t, err)
+	var listed []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		if k, _, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			listed = append(listed, k)
+			require.Contains(t, string(compose), "${"+k+":?", "%s is listed but not required", k)
+		}
+	}
+	for _, m := range regexp.MustCompile(`\$\{([A-Z_]+):\?`).FindAllStringSubmatch(string(compose), -1) {
+		require.Contains(t, listed, m[1], ".env.example misses %s", m[1])
 	}
 }
 
