@@ -4,13 +4,20 @@ GO ?= go
 SERVICES := deploy/local/services.sh
 export SENSORFLOW_REQUIRE_SERVICES ?= 1
 
-.PHONY: browser build bench run test test-short lint services services-down services-status clean
+.PHONY: browser build fuzz bench run test test-short lint services services-down services-status clean
 
 build: ## build bin/sensorflow
 	CGO_ENABLED=0 $(GO) build -o bin/sensorflow .
 
-test: lint services browser ## start the local servers if needed, then run every test with -race
+test: lint services browser ## start the local servers if needed, then run every test with -race, then fuzz briefly
 	SENSORFLOW_REQUIRE_SERVICES=1 $(GO) test -race -count=1 -timeout 40m ./...
+	$(MAKE) fuzz
+
+FUZZTIME ?= 10s
+fuzz: ## run each fuzz target for FUZZTIME; failing inputs are kept in testdata/fuzz as regression tests
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/sensor/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTelemetry$$' -fuzztime $(FUZZTIME) ./internal/sensor/
+	$(GO) test -run '^$$' -fuzz '^FuzzAlertLine$$' -fuzztime $(FUZZTIME) ./processor/sink/
 
 test-short: ## hermetic tests only (no servers)
 	$(GO) test -short -count=1 ./...

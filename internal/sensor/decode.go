@@ -195,7 +195,9 @@ func token(dec *json.Decoder) (json.Token, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, reject(ReasonInvalidJSON, "unexpected end of JSON")
 		}
-		return nil, reject(ReasonInvalidJSON, "%s", err.Error())
+		// The parser's message may quote the offending byte: escape it.
+		q := strconv.QuoteToASCII(err.Error())
+		return nil, reject(ReasonInvalidJSON, "%s", q[1:len(q)-1])
 	}
 	return t, nil
 }

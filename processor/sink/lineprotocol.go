@@ -13,7 +13,7 @@ import (
 
 var (
 	tagEscaper    = strings.NewReplacer(`\`, `\\`, ",", `\,`, "=", `\=`, " ", `\ `, "\n", `\n`, "\r", `\r`)
-	stringEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`)
+	stringEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 )
 
 func appendTag(b []byte, key, value string) []byte {
@@ -38,7 +38,7 @@ func appendStringField(b []byte, first bool, key, v string) []byte {
 	}
 	b = append(b, key...)
 	b = append(b, `="`...)
-	b = append(b, stringEscaper.Replace(v)...)
+	b = append(b, stringEscaper.Replace(strings.Map(noControl, v))...)
 	return append(b, '"')
 }
 
@@ -94,4 +94,13 @@ func appendScoreLine(b []byte, r *sensor.Reading, names []string, scores []float
 	}
 	b = append(b, ' ')
 	return strconv.AppendInt(b, r.TS.UnixNano(), 10)
+}
+
+// noControl folds control characters to spaces: line protocol strings cannot
+// escape them.
+func noControl(r rune) rune {
+	if r < 0x20 || r == 0x7f {
+		return ' '
+	}
+	return r
 }

@@ -21,7 +21,7 @@ func TestLineProtocolEscaping(t *testing.T) {
 	a := sensor.Alert{AlertID: "id", DeviceID: "d,x=1 y", Site: `s\`, Metric: "m", Kind: "k", Severity: "warning",
 		State: "open", Message: "say \"hi\"\nnext=line", TS: time.Unix(2, 0)}
 	got := string(appendAlertLine(nil, &a))
-	require.Equal(t, `alerts,device_id=d\,x\=1\ y,kind=k,metric=m,severity=warning,site=s\\ alert_id="id",state="open",open=1,score=0,value=0,expected_low=0,expected_high=0,message="say \"hi\"\nnext=line" 2000000000`, got)
+	require.Equal(t, `alerts,device_id=d\,x\=1\ y,kind=k,metric=m,severity=warning,site=s\\ alert_id="id",state="open",open=1,score=0,value=0,expected_low=0,expected_high=0,message="say \"hi\" next=line" 2000000000`, got)
 	require.NotContains(t, got, "\n")
 }
 

@@ -1,0 +1,85 @@
+package sensor
+
+import (
+	"encoding/json"
+	"math"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+// FuzzDecode: no payload crashes the decoder, every failure is a
+// *Rejection with a printable detail, and every accepted reading is valid
+// and survives its canonical encoding unchanged.
+func FuzzDecode(f *testing.F) {
+	for _, seed := range []string{
+		`{"device_id":"dev-00042","site":"plant-1","ts":"2026-11-22T10:00:00.123Z","seq":17,"metrics":{"temperature":21.5,"humidity":40.2}}`,
+		`{"metrics":{"v":1}}`, `{"metrics":{"v":1e-400}}`, `{"metrics":{"v":1e999}}`, `{"metrics":{"v":"NaN"}}`,
+		`[` + `[[[[[[[[[[`, `{"seq":1,"seq":2,"metrics":{"v":1}}`, "{\"metrics\":{\"v\":1},\"site\":\"\xff\"}",
+		`{"device_id":"x'); DROP TABLE readings;--","metrics":{"v":1}}`, `{"metrics":{"a,b=c d":1}}`, ``, `null`,
+	} {
+		f.Add("plant-1", "dev-00042", []byte(seed))
+	}
+	d := Decoder{MaxAge: 24 * time.Hour, MaxFuture: time.Hour}
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, site, device string, payload []byte) {
+		if ValidateID("site", site) != nil || ValidateID("device_id", device) != nil {
+			return // the topic parser rejects these first
+		}
+		r, err := d.Decode(site, device, payload, now)
+		if err != nil {
+			rej, ok := AsRejection(err)
+			if !ok {
+				t.Fatalf("not a rejection: %v", err)
+			}
+			if rej.Reason == "" || !utf8.ValidString(rej.Detail) {
+				t.Fatalf("bad rejection %#v", rej)
+			}
+			for i := 0; i < len(rej.Detail); i++ {
+				if rej.Detail[i] < 0x20 || rej.Detail[i] > 0x7e {
+					t.Fatalf("unescaped byte in detail %q", rej.Detail)
+				}
+			}
+			return
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatalf("accepted an invalid reading: %v", err)
+		}
+		if r.DeviceID != device || r.Site != site {
+			t.Fatalf("ids %s/%s, topic %s/%s", r.Site, r.DeviceID, site, device)
+		}
+		var back Reading
+		if err := json.Unmarshal(r.AppendJSON(nil), &back); err != nil {
+			t.Fatalf("canonical encoding is not JSON: %v", err)
+		}
+		if !back.TS.Equal(r.TS) || back.Seq != r.Seq || len(back.Metrics) != len(r.Metrics) {
+			t.Fatalf("round trip changed the reading: %+v → %+v", r, back)
+		}
+		for k, v := range r.Metrics {
+			if back.Metrics[k] != v && !(math.IsNaN(v) && math.IsNaN(back.Metrics[k])) {
+				t.Fatalf("metric %s: %v → %v", k, v, back.Metrics[k])
+			}
+		}
+	})
+}
+
+// FuzzParseTelemetry: no topic crashes the parser, and an accepted topic is
+// rebuilt exactly from its parts.
+func FuzzParseTelemetry(f *testing.F) {
+	for _, seed := range []string{"sensorflow/plant-1/dev-1/telemetry", "sensorflow/+/#/telemetry", "sensorflow//x/telemetry", "sensorflow/a/b/c/telemetry", "x"} {
+		f.Add(seed)
+	}
+	tp := Topics{Prefix: "sensorflow"}
+	f.Fuzz(func(t *testing.T, topic string) {
+		site, device, err := tp.ParseTelemetry(topic)
+		if err != nil {
+			if _, ok := AsRejection(err); !ok {
+				t.Fatalf("not a rejection: %v", err)
+			}
+			return
+		}
+		if tp.Telemetry(site, device) != topic {
+			t.Fatalf("%q parsed as %q/%q", topic, site, device)
+		}
+	})
+}

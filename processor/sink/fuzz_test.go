@@ -1,0 +1,91 @@
+package sink
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	protocol "github.com/influxdata/line-protocol"
+
+	"github.com/sensorflow/sensorflow/internal/sensor"
+)
+
+// FuzzAlertLine: whatever the strings of an alert hold, its line-protocol
+// encoding is one line that InfluxData's own parser reads back to exactly
+// the same tags and fields: nothing can inject a tag, a field or a line.
+func FuzzAlertLine(f *testing.F) {
+	f.Add("dev-1", "site-1", "temperature", "zscore", "warning", "a message", "alert-1", 0.5)
+	f.Add(`d,x=1 y`, `s\`, "m\n", "k=\"", "w ", "o,", "say \"hi\"\nnext=line\\", math.Inf(1))
+	parser := protocol.NewParser(protocol.NewMetricHandler())
+	f.Fuzz(func(t *testing.T, device, site, metric, kind, severity, message, extra string, score float64) {
+		if math.IsNaN(score) || math.IsInf(score, 0) {
+			return // scores are finite by construction
+		}
+		for _, s := range []string{device, site, metric, kind, severity} {
+			// Tag values cannot be empty or carry a backslash or control character
+			// in line protocol;
+			// ids and names never do (they are validated at the bridge).
+			if s == "" || strings.ContainsRune(s, '\\') || !validUTF8(s) || !printable(s) {
+				return
+			}
+		}
+		if !validUTF8(message) || !validUTF8(extra) {
+			return
+		}
+		a := sensor.Alert{AlertID: extra, DeviceID: device, Site: site, Metric: metric, Kind: kind, Severity: severity,
+			State: "open", Score: score, Message: message, TS: time.Unix(0, 1700000000000000000)}
+		line := appendAlertLine(nil, &a)
+		ms, err := parser.Parse(append(line, '\n'))
+		if err != nil {
+			t.Fatalf("line %q does not parse: %v", line, err)
+		}
+		if len(ms) != 1 {
+			t.Fatalf("line %q parsed as %d points", line, len(ms))
+		}
+		m := ms[0]
+		tags := map[string]string{}
+		for _, tg := range m.TagList() {
+			tags[tg.Key] = tg.Value
+		}
+		want := map[string]string{"device_id": device, "site": site, "metric": metric, "kind": kind, "severity": severity}
+		if len(tags) != len(want) {
+			t.Fatalf("tags %v, want %v", tags, want)
+		}
+		for k, v := range want {
+			if tags[k] != v {
+				t.Fatalf("tag %s = %q, want %q (line %q)", k, tags[k], v, line)
+			}
+		}
+		fields := map[string]any{}
+		for _, fl := range m.FieldList() {
+			fields[fl.Key] = fl.Value
+		}
+		if fields["message"] != strings.Map(noControl, message) || fields["alert_id"] != strings.Map(noControl, extra) || fields["score"] != score || len(fields) != 8 {
+			t.Fatalf("fields %v from line %q", fields, line)
+		}
+		if !m.Time().Equal(a.TS) {
+			t.Fatalf("time %v", m.Time())
+		}
+	})
+}
+
+func validUTF8(s string) bool {
+	for _, r := range s {
+		if r == 0xFFFD {
+			return false
+		}
+	}
+	return true
+}
+
+// printable reports whether s has no control characters, as every validated
+// id and every constant tag value has.
+func printable(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
