@@ -97,13 +97,9 @@ func Query(ctx context.Context, c QueryConfig, out io.Writer) error {
 	default:
 		return fmt.Errorf("-format %q: want table, csv or json", c.Format)
 	}
-	cl, err := c.Cassandra.Cluster(c.Cassandra.Keyspace)
+	sess, err := c.Cassandra.Session(c.Cassandra.Keyspace)
 	if err != nil {
 		return err
-	}
-	sess, err := cl.CreateSession()
-	if err != nil {
-		return fmt.Errorf("connecting to cassandra: %w", err)
 	}
 	defer sess.Close()
 	var rows []Row

@@ -169,17 +169,27 @@ func (c *CassandraConfig) SchemaStatements() []string {
 	return out
 }
 
+// Session connects to Cassandra with these settings; keyspace may be empty.
+// The caller closes the session.
+func (c *CassandraConfig) Session(keyspace string) (*gocql.Session, error) {
+	cl, err := c.Cluster(keyspace)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := cl.CreateSession()
+	if err != nil {
+		return nil, fmt.Errorf("connecting to cassandra at %s: %w", c.Hosts, err)
+	}
+	return sess, nil
+}
+
 // ApplySchemaNow creates the keyspace and tables when they are missing. An
 // error the server answered with (bad replication, no permission) is
 // permanent: retrying cannot fix it.
 func (c *CassandraConfig) ApplySchemaNow(ctx context.Context) error {
-	cl, err := c.Cluster("")
+	sess, err := c.Session("")
 	if err != nil {
 		return err
-	}
-	sess, err := cl.CreateSession()
-	if err != nil {
-		return fmt.Errorf("connecting to cassandra: %w", err)
 	}
 	defer sess.Close()
 	for _, stmt := range c.SchemaStatements() {
@@ -245,13 +255,9 @@ func NewCassandra(ctx context.Context, cfg CassandraConfig) (*Cassandra, error) 
 			return nil, err
 		}
 	}
-	cl, err := cfg.Cluster(cfg.Keyspace)
+	sess, err := cfg.Session(cfg.Keyspace)
 	if err != nil {
 		return nil, err
-	}
-	sess, err := cl.CreateSession()
-	if err != nil {
-		return nil, fmt.Errorf("connecting to cassandra: %w", err)
 	}
 	return &Cassandra{sess: sess, concurrency: cfg.Concurrency, ttl: int(cfg.TTL / time.Second), devices: map[string]*deviceRow{}}, nil
 }

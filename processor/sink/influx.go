@@ -131,12 +131,13 @@ func (s *Influx) Write(ctx context.Context, b Batch) error {
 	k := 0
 	for i := range b.Readings {
 		r := &b.Readings[i]
-		buf = appendReadingLine(buf[:0], r)
+		names := r.MetricNames() // sorted once for both lines
+		buf = appendReadingLine(buf[:0], r, names)
 		if err := add(buf); err != nil {
 			return err
 		}
-		if n := len(r.Metrics); k+n <= len(b.Scores) {
-			buf = appendScoreLine(buf[:0], r, r.MetricNames(), b.Scores[k:k+n])
+		if n := len(names); k+n <= len(b.Scores) {
+			buf = appendScoreLine(buf[:0], r, names, b.Scores[k:k+n])
 			k += n
 			if err := add(buf); err != nil {
 				return err

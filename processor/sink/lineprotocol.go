@@ -44,12 +44,13 @@ func appendStringField(b []byte, first bool, key, v string) []byte {
 
 // appendReadingLine encodes a reading as one line of measurement "readings":
 // tags site and device_id, one float field per metric, the reading's time.
-func appendReadingLine(b []byte, r *sensor.Reading) []byte {
+// names are the reading's metric names, sorted (Reading.MetricNames).
+func appendReadingLine(b []byte, r *sensor.Reading, names []string) []byte {
 	b = append(b, "readings"...)
 	b = appendTag(b, "device_id", r.DeviceID)
 	b = appendTag(b, "site", r.Site)
 	b = append(b, ' ')
-	for i, name := range r.MetricNames() {
+	for i, name := range names {
 		b = appendFloatField(b, i == 0, name, r.Metrics[name])
 	}
 	b = append(b, ' ')

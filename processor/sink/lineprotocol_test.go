@@ -12,7 +12,7 @@ import (
 func TestReadingLine(t *testing.T) {
 	r := sensor.Reading{DeviceID: "dev-1", Site: "plant.1", TS: time.Unix(1, 5).UTC(),
 		Metrics: map[string]float64{"temperature": 21.5, "a": -1e-7}}
-	require.Equal(t, `readings,device_id=dev-1,site=plant.1 a=-1e-07,temperature=21.5 1000000005`, string(appendReadingLine(nil, &r)))
+	require.Equal(t, `readings,device_id=dev-1,site=plant.1 a=-1e-07,temperature=21.5 1000000005`, string(appendReadingLine(nil, &r, r.MetricNames())))
 }
 
 // Ids are validated at the bridge; the encoder must still never let a value
