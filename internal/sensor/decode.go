@@ -2,10 +2,6 @@ package sensor
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
-	"io"
-	"math"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -41,14 +37,14 @@ func (d Decoder) Decode(site, device string, payload []byte, received time.Time)
 	case !utf8.Valid(payload):
 		return r, reject(ReasonInvalidUTF8, "payload is not valid UTF-8")
 	}
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	if err := expectDelim(dec, '{', "payload"); err != nil {
+	l := lexer{b: payload}
+	if err := l.open("payload"); err != nil {
 		return r, err
 	}
 	var seen [5]bool // device_id, site, ts, seq, metrics
-	for dec.More() {
-		key, err := objectKey(dec)
+	more, err := l.first()
+	for ; more && err == nil; more, err = l.next() {
+		key, err := l.key()
 		if err != nil {
 			return r, err
 		}
@@ -62,7 +58,7 @@ func (d Decoder) Decode(site, device string, payload []byte, received time.Time)
 		seen[idx] = true
 		switch key {
 		case "device_id", "site":
-			s, err := stringValue(dec, key)
+			s, err := l.stringValue(key)
 			if err != nil {
 				return r, err
 			}
@@ -77,7 +73,7 @@ func (d Decoder) Decode(site, device string, payload []byte, received time.Time)
 				return r, reject(ReasonIDMismatch, "%s %q in the payload contradicts %q in the topic", key, s, want)
 			}
 		case "ts":
-			s, err := stringValue(dec, key)
+			s, err := l.stringValue(key)
 			if err != nil {
 				return r, err
 			}
@@ -87,7 +83,7 @@ func (d Decoder) Decode(site, device string, payload []byte, received time.Time)
 			}
 			r.TS = ts.UTC()
 		case "seq":
-			n, err := numberValue(dec, key)
+			n, err := l.numberValue(key)
 			if err != nil {
 				return r, err
 			}
@@ -100,17 +96,17 @@ func (d Decoder) Decode(site, device string, payload []byte, received time.Time)
 			}
 			r.Seq = seq
 		case "metrics":
-			m, err := metricsValue(dec)
+			m, err := l.metricsValue()
 			if err != nil {
 				return r, err
 			}
 			r.Metrics = m
 		}
 	}
-	if err := expectDelim(dec, '}', "payload"); err != nil {
+	if err != nil {
 		return r, err
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	if l.ws(); l.i < len(l.b) {
 		return r, reject(ReasonInvalidJSON, "trailing data after the JSON object")
 	}
 	if !seen[4] {
@@ -150,142 +146,3 @@ func fieldIndex(key string) int {
 	return -1
 }
 
-func metricsValue(dec *json.Decoder) (map[string]float64, error) {
-	if err := expectDelim(dec, '{', "metrics"); err != nil {
-		return nil, err
-	}
-	m := make(map[string]float64, 4)
-	for dec.More() {
-		name, err := objectKey(dec)
-		if err != nil {
-			return nil, err
-		}
-		if len(m) == MaxMetrics {
-			return nil, reject(ReasonTooManyMetrics, "more than %d metrics", MaxMetrics)
-		}
-		if err := ValidateMetricName(name); err != nil {
-			return nil, err
-		}
-		if _, dup := m[name]; dup {
-			return nil, reject(ReasonDuplicateKey, "metric %q appears twice", name)
-		}
-		n, err := numberValue(dec, "metric "+strconv.Quote(name))
-		if err != nil {
-			return nil, err
-		}
-		v, err := strconv.ParseFloat(string(n), 64)
-		if err != nil || math.IsInf(v, 0) {
-			return nil, reject(ReasonValueOutOfRange, "metric %q value %+q is outside the float64 range", name, safe(string(n)))
-		}
-		m[name] = v
-	}
-	if err := expectDelim(dec, '}', "metrics"); err != nil {
-		return nil, err
-	}
-	if len(m) == 0 {
-		return nil, reject(ReasonNoMetrics, "metrics is empty")
-	}
-	return m, nil
-}
-
-// token reads one JSON token, mapping syntax errors to ReasonInvalidJSON.
-func token(dec *json.Decoder) (json.Token, error) {
-	t, err := dec.Token()
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, reject(ReasonInvalidJSON, "unexpected end of JSON")
-		}
-		// The parser's message may quote the offending byte: escape it.
-		q := strconv.QuoteToASCII(err.Error())
-		return nil, reject(ReasonInvalidJSON, "%s", q[1:len(q)-1])
-	}
-	return t, nil
-}
-
-func expectDelim(dec *json.Decoder, want json.Delim, what string) error {
-	t, err := token(dec)
-	if err != nil {
-		return err
-	}
-	if d, ok := t.(json.Delim); !ok || d != want {
-		if want == '{' {
-			if what == "payload" {
-				return reject(ReasonNotAnObject, "payload is %s, not a JSON object", describe(t))
-			}
-			return reject(ReasonWrongType, "%s is %s, want an object", what, describe(t))
-		}
-		return reject(ReasonInvalidJSON, "%s: unexpected %s", what, describe(t))
-	}
-	return nil
-}
-
-func objectKey(dec *json.Decoder) (string, error) {
-	t, err := token(dec)
-	if err != nil {
-		return "", err
-	}
-	k, ok := t.(string)
-	if !ok {
-		return "", reject(ReasonInvalidJSON, "object key is %s", describe(t))
-	}
-	return k, nil
-}
-
-// value reads a scalar value; an object or array is rejected at once, before
-// any of its content is read, so deep nesting costs nothing.
-func value(dec *json.Decoder, field string) (json.Token, error) {
-	t, err := token(dec)
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := t.(json.Delim); ok {
-		return nil, reject(ReasonWrongType, "%s is %s", field, describe(t))
-	}
-	return t, nil
-}
-
-func stringValue(dec *json.Decoder, field string) (string, error) {
-	t, err := value(dec, field)
-	if err != nil {
-		return "", err
-	}
-	s, ok := t.(string)
-	if !ok {
-		return "", reject(ReasonWrongType, "%s is %s, want a string", field, describe(t))
-	}
-	return s, nil
-}
-
-func numberValue(dec *json.Decoder, field string) (json.Number, error) {
-	t, err := value(dec, field)
-	if err != nil {
-		return "", err
-	}
-	n, ok := t.(json.Number)
-	if !ok {
-		return "", reject(ReasonWrongType, "%s is %s, want a number", field, describe(t))
-	}
-	return n, nil
-}
-
-func describe(t json.Token) string {
-	switch v := t.(type) {
-	case json.Delim:
-		switch v {
-		case '{':
-			return "an object"
-		case '[':
-			return "an array"
-		}
-		return strconv.Quote(v.String())
-	case string:
-		return "the string " + strconv.QuoteToASCII(safe(v))
-	case json.Number:
-		return "the number " + safe(string(v))
-	case bool:
-		return "a boolean"
-	case nil:
-		return "null"
-	}
-	return "a value"
-}

@@ -9,14 +9,17 @@ import (
 )
 
 // FuzzDecode: no payload crashes the decoder, every failure is a
-// *Rejection with a printable detail, and every accepted reading is valid
-// and survives its canonical encoding unchanged.
+// *Rejection with a printable detail, every accepted payload is JSON that
+// encoding/json reads the same, and every accepted reading is valid and
+// survives its canonical encoding unchanged.
 func FuzzDecode(f *testing.F) {
 	for _, seed := range []string{
 		`{"device_id":"dev-00042","site":"plant-1","ts":"2026-11-22T10:00:00.123Z","seq":17,"metrics":{"temperature":21.5,"humidity":40.2}}`,
 		`{"metrics":{"v":1}}`, `{"metrics":{"v":1e-400}}`, `{"metrics":{"v":1e999}}`, `{"metrics":{"v":"NaN"}}`,
 		`[` + `[[[[[[[[[[`, `{"seq":1,"seq":2,"metrics":{"v":1}}`, "{\"metrics\":{\"v\":1},\"site\":\"\xff\"}",
 		`{"device_id":"x'); DROP TABLE readings;--","metrics":{"v":1}}`, `{"metrics":{"a,b=c d":1}}`, ``, `null`,
+		`{"metrics":{"v":1,}}`, `{"metrics":{"v":01}}`, `{"metrics":{"v":-}}`, `{"site":"\u00e9\ud83d\ude00","metrics":{"v":1}}`,
+		`{"metrics":{"v":1}} x`, `{"metrics":{"v":.5}}`, `{"metrics":{"v":1.}}`, `{"metrics":{"v":1e}}`, "{\"metrics\":{\"v\":1}}\x00",
 	} {
 		f.Add("plant-1", "dev-00042", []byte(seed))
 	}
@@ -44,6 +47,22 @@ func FuzzDecode(f *testing.F) {
 		}
 		if err := r.Validate(); err != nil {
 			t.Fatalf("accepted an invalid reading: %v", err)
+		}
+		// The hand-written scanner agrees with encoding/json on what is
+		// JSON and on every value it accepted.
+		if !json.Valid(payload) {
+			t.Fatalf("accepted a payload encoding/json rejects: %q", payload)
+		}
+		var ref struct {
+			Metrics map[string]float64 `json:"metrics"`
+		}
+		if err := json.Unmarshal(payload, &ref); err != nil {
+			t.Fatalf("encoding/json cannot read an accepted payload: %v", err)
+		}
+		for k, v := range r.Metrics {
+			if ref.Metrics[k] != v {
+				t.Fatalf("metric %q: decoded %v, encoding/json %v", k, v, ref.Metrics[k])
+			}
 		}
 		if r.DeviceID != device || r.Site != site {
 			t.Fatalf("ids %s/%s, topic %s/%s", r.Site, r.DeviceID, site, device)

@@ -33,19 +33,20 @@ func (t Topics) AlertsFilter() string { return t.Prefix + "/+/+/alerts" }
 // validates both. It returns a *Rejection with ReasonInvalidTopic or
 // ReasonInvalidID.
 func (t Topics) ParseTelemetry(topic string) (site, device string, err error) {
-	rest, ok := strings.CutPrefix(topic, t.Prefix+"/")
-	if !ok {
+	p := len(t.Prefix)
+	if len(topic) <= p || topic[p] != '/' || topic[:p] != t.Prefix {
 		return "", "", reject(ReasonInvalidTopic, "topic %+q does not start with %q", safe(topic), t.Prefix+"/")
 	}
-	parts := strings.Split(rest, "/")
-	if len(parts) != 3 || parts[2] != "telemetry" {
+	site, rest, ok1 := strings.Cut(topic[p+1:], "/")
+	device, kind, ok2 := strings.Cut(rest, "/")
+	if !ok1 || !ok2 || kind != "telemetry" {
 		return "", "", reject(ReasonInvalidTopic, "topic %+q is not %s/{site}/{device_id}/telemetry", safe(topic), t.Prefix)
 	}
-	if err := ValidateID("site in topic", parts[0]); err != nil {
+	if err := ValidateID("site in topic", site); err != nil {
 		return "", "", err
 	}
-	if err := ValidateID("device_id in topic", parts[1]); err != nil {
+	if err := ValidateID("device_id in topic", device); err != nil {
 		return "", "", err
 	}
-	return parts[0], parts[1], nil
+	return site, device, nil
 }
