@@ -71,6 +71,10 @@ func (c *Config) Options(clientID string, cleanSession bool) (*mqtt.ClientOption
 		SetConnectRetry(true).
 		SetConnectRetryInterval(time.Second).
 		SetMaxReconnectInterval(10 * time.Second)
+	switch u, _ := url.Parse(c.URL); u.Scheme {
+	case "tcp", "mqtt", "ssl", "tls", "mqtts":
+		o.SetCustomOpenConnectionFn(openBuffered)
+	}
 	if c.Username != "" {
 		o.SetUsername(c.Username)
 	}
