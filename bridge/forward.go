@@ -7,6 +7,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sensorflow/sensorflow/internal/kafkax"
@@ -36,6 +37,9 @@ func (b *Bridge) forward(ctx context.Context) error {
 		return err
 	}
 	opts.SetAutoAckDisabled(true)
+	// The broker keeps the session; a copy of every unacknowledged message
+	// in paho's memory store would only cost time.
+	opts.SetStore(noStore{})
 	// With a persistent session the broker may deliver before Subscribe
 	// returns: route such messages to the same queue.
 	opts.SetDefaultPublishHandler(enqueue)
@@ -88,23 +92,58 @@ func (b *Bridge) forward(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(b.cfg.DrainTimeout, cancelDrain) })
 	defer stop()
 
-	batch := make([]mqtt.Message, 0, b.cfg.BatchSize)
+	// Two stages: the collector batches and converts while the writer has
+	// the previous batch in Kafka, so decoding overlaps the round trip.
+	// Batches stay in arrival order through both.
+	converted := make(chan *batch, 2)
+	go b.collect(ctx, q, converted)
+	for bt := range converted {
+		if err := b.writeBatch(drainCtx, w, bt); err != nil {
+			// Only a drain deadline gets here: leave this batch and the
+			// rest unacknowledged for the broker to redeliver.
+			b.log.Warn("batch left unacknowledged at shutdown", "messages", len(bt.in), "err", err)
+			for range converted {
+			}
+			return nil
+		}
+		// MQTT 3.1.1 wants PUBACKs in arrival order: ack from the head.
+		for _, m := range bt.in {
+			m.Ack()
+		}
+		b.m.unacked.Set(0)
+	}
+	return nil
+}
+
+// batch is a run of MQTT messages and the Kafka messages they became.
+type batch struct {
+	in        []mqtt.Message
+	out       []kafka.Message
+	forwarded int
+	rejected  map[string]int
+}
+
+// collect fills batches from q (up to BatchSize, waiting at most Linger
+// after the first message), converts them and passes them on until ctx
+// ends; then it closes out.
+func (b *Bridge) collect(ctx context.Context, q <-chan mqtt.Message, out chan<- *batch) {
+	defer close(out)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		batch = batch[:0]
+		bt := &batch{in: make([]mqtt.Message, 0, b.cfg.BatchSize)}
 		select {
 		case m := <-q:
-			batch = append(batch, m)
+			bt.in = append(bt.in, m)
 		case <-ctx.Done():
-			return nil
+			return
 		}
 		timer.Reset(b.cfg.Linger)
 	fill:
-		for len(batch) < cap(batch) {
+		for len(bt.in) < cap(bt.in) {
 			select {
 			case m := <-q:
-				batch = append(batch, m)
+				bt.in = append(bt.in, m)
 			case <-timer.C:
 				break fill
 			case <-ctx.Done():
@@ -112,52 +151,57 @@ func (b *Bridge) forward(ctx context.Context) error {
 			}
 		}
 		b.m.queue.Set(float64(len(q)))
-		if err := b.writeBatch(drainCtx, w, batch); err != nil {
-			// Only a drain deadline gets here: leave the batch
-			// unacknowledged for the broker to redeliver.
-			b.log.Warn("batch left unacknowledged at shutdown", "messages", len(batch), "err", err)
-			return nil
+		b.convertBatch(bt)
+		select {
+		case out <- bt:
+		case <-ctx.Done():
+			// Hand over the batch in hand for the writer to drain.
+			out <- bt
+			return
 		}
-		// MQTT 3.1.1 wants PUBACKs in arrival order: ack from the head.
-		for _, m := range batch {
-			m.Ack()
-		}
-		b.m.unacked.Set(0)
 	}
 }
 
-// writeBatch converts a batch and writes it to Kafka, retrying until Kafka
-// acknowledged every message or ctx ends.
-func (b *Bridge) writeBatch(ctx context.Context, w *kafka.Writer, batch []mqtt.Message) error {
-	b.m.unacked.Set(float64(len(batch)))
-	b.m.batchSize.Observe(float64(len(batch)))
-	msgs := make([]kafka.Message, 0, len(batch))
-	forwarded, rejected := 0, 0
+// convertBatch turns every message of bt into its Kafka message.
+func (b *Bridge) convertBatch(bt *batch) {
+	bt.out = make([]kafka.Message, 0, len(bt.in))
 	now := time.Now()
-	for _, m := range batch {
+	for _, m := range bt.in {
 		km, reason := b.convert(m.Topic(), m.Payload(), now)
-		msgs = append(msgs, km)
+		bt.out = append(bt.out, km)
 		if reason == "" {
-			forwarded++
-		} else {
-			rejected++
-			b.m.rejected.WithLabelValues(reason).Inc()
+			bt.forwarded++
+			continue
 		}
+		if bt.rejected == nil {
+			bt.rejected = map[string]int{}
+		}
+		bt.rejected[reason]++
 	}
+}
+
+// writeBatch writes a converted batch to Kafka, retrying until Kafka
+// acknowledged every message or ctx ends.
+func (b *Bridge) writeBatch(ctx context.Context, w *kafka.Writer, bt *batch) error {
+	b.m.unacked.Set(float64(len(bt.in)))
+	b.m.batchSize.Observe(float64(len(bt.in)))
 	start := time.Now()
-	err := kafkax.WriteAll(ctx, w, msgs, b.log, "writing batch to kafka", func(error) {
+	err := kafkax.WriteAll(ctx, w, bt.out, b.log, "writing batch to kafka", func(error) {
 		b.kafkaUp.Store(false)
 		b.m.kafkaWrites.WithLabelValues("error").Inc()
 	})
-	if err == nil {
-		b.m.writeSecs.Observe(time.Since(start).Seconds())
-	}
 	if err != nil {
 		return err
 	}
+	b.m.writeSecs.Observe(time.Since(start).Seconds())
 	b.kafkaUp.Store(true)
 	b.m.kafkaWrites.WithLabelValues("ok").Inc()
-	b.m.messages.WithLabelValues("forwarded").Add(float64(forwarded))
+	b.m.messages.WithLabelValues("forwarded").Add(float64(bt.forwarded))
+	rejected := 0
+	for reason, n := range bt.rejected {
+		b.m.rejected.WithLabelValues(reason).Add(float64(n))
+		rejected += n
+	}
 	b.m.messages.WithLabelValues("rejected").Add(float64(rejected))
 	return nil
 }
@@ -208,3 +252,16 @@ func deadLetter(topic, source, device string, payload []byte, rej *sensor.Reject
 	}
 	return kafka.Message{Topic: topic, Key: key, Value: payload, Headers: headers}
 }
+
+// noStore is a paho Store that keeps nothing. The bridge's client only
+// subscribes: what it has not acknowledged, the broker redelivers after a
+// reconnect, and it re-subscribes on every connect.
+type noStore struct{}
+
+func (noStore) Open()                             {}
+func (noStore) Put(string, packets.ControlPacket) {}
+func (noStore) Get(string) packets.ControlPacket  { return nil }
+func (noStore) All() []string                     { return nil }
+func (noStore) Del(string)                        {}
+func (noStore) Close()                            {}
+func (noStore) Reset()                            {}
