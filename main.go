@@ -146,6 +146,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 type RunConfig struct {
 	Targets         string
 	AdminAddr       string
+	AdminPprof      bool
 	LogFormat       string
 	LogLevel        string
 	Health          bool
@@ -169,6 +170,7 @@ type RunConfig struct {
 func (c *RunConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Targets, "target", "all", "Services to run: all, or a comma list of simulator, bridge, processor.")
 	fs.StringVar(&c.AdminAddr, "admin.addr", ":9100", "Address of the admin HTTP server (/metrics, /healthz, /readyz).")
+	fs.BoolVar(&c.AdminPprof, "admin.pprof", false, "Serve Go's profiles under /debug/pprof/ on the admin server.")
 	fs.StringVar(&c.LogFormat, "log.format", "json", "Log format: json or text.")
 	fs.StringVar(&c.LogLevel, "log.level", "info", "Log level: debug, info, warn or error.")
 	fs.BoolVar(&c.Health, "health", false, "Probe the running process's /readyz on -admin.addr and exit 0 if ready (container health check).")
@@ -211,6 +213,9 @@ func Run(ctx context.Context, cfg RunConfig, log *slog.Logger) error {
 		return err
 	}
 	adm := admin.New(cfg.AdminAddr, log)
+	if cfg.AdminPprof {
+		adm.EnablePprof()
+	}
 	reg := adm.Registry()
 	type named struct {
 		name string
