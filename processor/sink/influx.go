@@ -109,51 +109,72 @@ func NewInflux(cfg InfluxConfig) (*Influx, error) {
 
 // Write stores b in requests of at most BatchLines lines.
 func (s *Influx) Write(ctx context.Context, b Batch) error {
-	lines := make([]string, 0, min(b.Len(), s.batch))
-	buf := make([]byte, 0, 256)
+	// One body per request: lines appended in place, no string per line.
+	body := make([]byte, 0, 160*min(2*b.Len()+len(b.Alerts), s.batch))
+	lines := 0
 	flush := func() error {
-		if len(lines) == 0 {
+		if lines == 0 {
 			return nil
 		}
-		if err := s.write.WriteRecord(ctx, lines...); err != nil {
-			return fmt.Errorf("writing %d lines to influxdb: %w", len(lines), err)
+		if err := s.write.WriteRecord(ctx, string(body[:len(body)-1])); err != nil {
+			return fmt.Errorf("writing %d lines to influxdb: %w", lines, err)
 		}
-		lines = lines[:0]
+		body, lines = body[:0], 0
 		return nil
 	}
+	buf := make([]byte, 0, 256)
 	add := func(line []byte) error {
-		lines = append(lines, string(line))
-		if len(lines) >= s.batch {
+		body = append(append(body, line...), '\n')
+		if lines++; lines >= s.batch {
 			return flush()
 		}
 		return nil
 	}
+	if err := encodeLines(b, buf, add); err != nil {
+		return err
+	}
+	return flush()
+}
+
+// encodeLines calls emit with each line of b's line protocol, without the
+// newline: a readings line and a scores line per reading, then a line per
+// alert. line is only valid during the call.
+func encodeLines(b Batch, buf []byte, emit func(line []byte) error) error {
 	k := 0
 	for i := range b.Readings {
 		r := &b.Readings[i]
 		names := r.MetricNames() // sorted once for both lines
 		buf = appendReadingLine(buf[:0], r, names)
-		if err := add(buf); err != nil {
+		if err := emit(buf); err != nil {
 			return err
 		}
 		if n := len(names); k+n <= len(b.Scores) {
 			buf = appendScoreLine(buf[:0], r, names, b.Scores[k:k+n])
 			k += n
-			if err := add(buf); err != nil {
+			if err := emit(buf); err != nil {
 				return err
 			}
 		}
 	}
 	for i := range b.Alerts {
 		buf = appendAlertLine(buf[:0], &b.Alerts[i])
-		if err := add(buf); err != nil {
+		if err := emit(buf); err != nil {
 			return err
 		}
 	}
-	return flush()
+	return nil
 }
 
-// Ping checks that InfluxDB answers.
+// AppendLineProtocol appends the line protocol the InfluxDB sink writes for
+// b, each line ended by a newline.
+func AppendLineProtocol(dst []byte, b Batch) []byte {
+	_ = encodeLines(b, make([]byte, 0, 256), func(line []byte) error {
+		dst = append(append(dst, line...), '\n')
+		return nil
+	})
+	return dst
+}
+
 func (s *Influx) Ping(ctx context.Context) error {
 	ok, err := s.client.Ping(ctx)
 	if err != nil {
