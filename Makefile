@@ -17,6 +17,7 @@ FUZZTIME ?= 10s
 fuzz: ## run each fuzz target for FUZZTIME; failing inputs are kept in testdata/fuzz as regression tests
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/sensor/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTelemetry$$' -fuzztime $(FUZZTIME) ./internal/sensor/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseReading$$' -fuzztime $(FUZZTIME) ./internal/sensor/
 	$(GO) test -run '^$$' -fuzz '^FuzzAlertLine$$' -fuzztime $(FUZZTIME) ./processor/sink/
 
 test-short: ## hermetic tests only (no servers)

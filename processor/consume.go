@@ -74,12 +74,51 @@ func (p *Processor) consume(ctx context.Context) error {
 	defer p.ready.Store(false)
 	p.log.Info("consuming", "topic", p.cfg.Kafka.ReadingsTopic, "group", p.cfg.GroupID)
 
+	// Three stages: while the storer has batch N in the sinks, this loop
+	// decodes and runs detection on batch N+1 and the committer commits
+	// batch N-1. Batches are stored, their alerts published and their
+	// offsets committed in fetch order; an offset is committed only after
+	// its batch is stored.
 	det := detect.New(p.cfg.Detect)
-	batch := make([]kafka.Message, 0, p.cfg.BatchSize)
+	ready := make(chan *work, 1)
+	toCommit := make(chan []kafka.Message, 1)
+	stored := make(chan struct{})
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		for msgs := range toCommit {
+			if err := r.CommitMessages(drainCtx, msgs...); err != nil {
+				// The batch is stored; after a rebalance or restart it is
+				// redelivered and rewritten idempotently.
+				p.m.batches.WithLabelValues("commit_error").Inc()
+				p.log.Warn("committing offsets failed", "messages", len(msgs), "err", err)
+				continue
+			}
+			p.m.batches.WithLabelValues("committed").Inc()
+		}
+	}()
+	go func() {
+		defer close(stored)
+		defer func() {
+			close(toCommit)
+			<-committed
+		}()
+		for wk := range ready {
+			if err := p.finish(drainCtx, w, wk); err != nil {
+				p.log.Warn("batch left uncommitted at shutdown", "messages", len(wk.msgs), "err", err)
+				return
+			}
+			toCommit <- wk.msgs
+		}
+	}()
+	defer func() {
+		close(ready)
+		<-stored
+	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		batch = batch[:0]
+		batch := make([]kafka.Message, 0, p.cfg.BatchSize)
 		select {
 		case m, ok := <-fetched:
 			if !ok {
@@ -107,40 +146,36 @@ func (p *Processor) consume(ctx context.Context) error {
 				break fill
 			}
 		}
-		if err := p.handle(drainCtx, det, w, batch); err != nil {
-			p.log.Warn("batch left uncommitted at shutdown", "messages", len(batch), "err", err)
-			return nil
-		}
-		if err := r.CommitMessages(drainCtx, batch...); err != nil {
-			// The batch is stored; after a rebalance or restart it is
-			// redelivered and rewritten idempotently.
-			p.m.batches.WithLabelValues("commit_error").Inc()
-			p.log.Warn("committing offsets failed", "messages", len(batch), "err", err)
-			continue
-		}
-		p.m.batches.WithLabelValues("committed").Inc()
+		wk := p.prepare(det, batch)
 		p.m.series.Set(float64(det.Series()))
 		p.m.openAlerts.Set(float64(det.OpenAlerts()))
+		select {
+		case ready <- wk:
+		case <-stored:
+			return nil // the storer gave up at shutdown
+		}
 	}
 }
 
-// handle decodes, detects, stores and publishes one batch. It returns only
-// when everything is durable, or with ctx's error.
-func (p *Processor) handle(ctx context.Context, det *detect.Detector, w *kafka.Writer, batch []kafka.Message) error {
-	var b sink.Batch
+// work is one batch on its way from detection to the commit.
+type work struct {
+	msgs []kafka.Message
+	b    sink.Batch
+	out  []kafka.Message // alerts and dead letters
+}
+
+// prepare decodes a batch and runs detection over it.
+func (p *Processor) prepare(det *detect.Detector, batch []kafka.Message) *work {
+	wk := &work{msgs: batch}
+	b := &wk.b
 	b.Readings = make([]sensor.Reading, 0, len(batch))
-	var out []kafka.Message
 	for i := range batch {
 		m := &batch[i]
 		p.m.lag.WithLabelValues(strconv.Itoa(m.Partition)).Set(float64(m.HighWaterMark - m.Offset - 1))
-		var r sensor.Reading
-		err := json.Unmarshal(m.Value, &r)
-		if err == nil {
-			err = r.Validate()
-		}
+		r, err := sensor.ParseReading(m.Value)
 		if err != nil {
 			p.m.readings.WithLabelValues("rejected").Inc()
-			out = append(out, p.deadLetter(m, err))
+			wk.out = append(wk.out, p.deadLetter(m, err))
 			continue
 		}
 		b.Readings = append(b.Readings, r)
@@ -149,18 +184,26 @@ func (p *Processor) handle(ctx context.Context, det *detect.Detector, w *kafka.W
 	for i := range b.Alerts {
 		a := &b.Alerts[i]
 		v, _ := json.Marshal(a)
-		out = append(out, kafka.Message{Topic: p.cfg.Kafka.AlertsTopic, Key: []byte(a.DeviceID), Value: v})
-		p.m.alerts.WithLabelValues(a.State).Inc()
+		wk.out = append(wk.out, kafka.Message{Topic: p.cfg.Kafka.AlertsTopic, Key: []byte(a.DeviceID), Value: v})
 	}
-	if err := p.store(ctx, b); err != nil {
+	return wk
+}
+
+// finish stores a prepared batch and publishes its alerts and dead letters.
+// It returns only when everything is durable, or with ctx's error.
+func (p *Processor) finish(ctx context.Context, w *kafka.Writer, wk *work) error {
+	if err := p.store(ctx, wk.b); err != nil {
 		return err
 	}
-	if len(out) > 0 {
-		if err := kafkax.WriteAll(ctx, w, out, p.log, "writing alerts to kafka", nil); err != nil {
+	if len(wk.out) > 0 {
+		if err := kafkax.WriteAll(ctx, w, wk.out, p.log, "writing alerts to kafka", nil); err != nil {
 			return err
 		}
 	}
-	p.m.readings.WithLabelValues("stored").Add(float64(len(b.Readings)))
+	for i := range wk.b.Alerts {
+		p.m.alerts.WithLabelValues(wk.b.Alerts[i].State).Inc()
+	}
+	p.m.readings.WithLabelValues("stored").Add(float64(len(wk.b.Readings)))
 	return nil
 }
 

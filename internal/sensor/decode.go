@@ -28,6 +28,17 @@ type Decoder struct {
 // must match the topic when present; metrics is an object of 1 to 64 finite
 // numbers. Unknown fields, duplicate keys and trailing data are rejected.
 func (d Decoder) Decode(site, device string, payload []byte, received time.Time) (Reading, error) {
+	return d.decode(site, device, true, payload, received)
+}
+
+// ParseReading reads a normalized reading, as the bridge writes it to the
+// readings topic: the same strict rules as Decode, except that device_id,
+// site and ts come from the payload and must all be there.
+func ParseReading(payload []byte) (Reading, error) {
+	return Decoder{}.decode("", "", false, payload, time.Time{})
+}
+
+func (d Decoder) decode(site, device string, fromTopic bool, payload []byte, received time.Time) (Reading, error) {
 	r := Reading{Site: site, DeviceID: device}
 	switch {
 	case len(payload) > MaxPayloadBytes:
@@ -61,6 +72,14 @@ func (d Decoder) Decode(site, device string, payload []byte, received time.Time)
 			s, err := l.stringValue(key)
 			if err != nil {
 				return r, err
+			}
+			if !fromTopic {
+				if key == "site" {
+					r.Site = s
+				} else {
+					r.DeviceID = s
+				}
+				continue
 			}
 			want := device
 			if key == "site" {
@@ -113,6 +132,9 @@ func (d Decoder) Decode(site, device string, payload []byte, received time.Time)
 		return r, reject(ReasonNoMetrics, "metrics is missing")
 	}
 	if r.TS.IsZero() {
+		if received.IsZero() {
+			return r, reject(ReasonInvalidTimestamp, "ts is missing")
+		}
 		r.TS = received.UTC()
 	} else if err := d.checkTime(r.TS, received); err != nil {
 		return r, err

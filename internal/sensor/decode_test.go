@@ -205,3 +205,25 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+func TestParseReading(t *testing.T) {
+	r := Reading{DeviceID: "dev-1", Site: "plant-1", TS: time.Date(2026, 11, 22, 10, 0, 0, 5, time.UTC), Seq: 3,
+		Metrics: map[string]float64{"temperature": 21.5, "humidity": -0.25}}
+	got, err := ParseReading(r.AppendJSON(nil))
+	require.NoError(t, err)
+	require.Equal(t, r, got)
+
+	for _, tt := range []struct{ payload, reason string }{
+		{`{"site":"plant-1","ts":"2026-11-22T10:00:00Z","seq":1,"metrics":{"v":1}}`, ReasonInvalidID},
+		{`{"device_id":"dev-1","ts":"2026-11-22T10:00:00Z","seq":1,"metrics":{"v":1}}`, ReasonInvalidID},
+		{`{"device_id":"dev-1","site":"plant-1","seq":1,"metrics":{"v":1}}`, ReasonInvalidTimestamp},
+		{`{"device_id":"dev 1","site":"plant-1","ts":"2026-11-22T10:00:00Z","metrics":{"v":1}}`, ReasonInvalidID},
+		{`{"device_id":"dev-1","site":"plant-1","ts":"2026-11-22T10:00:00Z","metrics":{"v":1},"extra":1}`, ReasonUnknownField},
+		{`{"device_id":"dev-1","site":"plant-1","ts":"2026-11-22T10:00:00Z","metrics":{}}`, ReasonNoMetrics},
+	} {
+		_, err := ParseReading([]byte(tt.payload))
+		rej, ok := AsRejection(err)
+		require.True(t, ok, "%s: %v", tt.payload, err)
+		require.Equal(t, tt.reason, rej.Reason, tt.payload)
+	}
+}

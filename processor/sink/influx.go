@@ -28,6 +28,7 @@ type InfluxConfig struct {
 	Org        string
 	Bucket     string
 	BatchLines int
+	Gzip       bool
 	Timeout    time.Duration
 	TLS        tlsx.Config
 }
@@ -41,6 +42,7 @@ func (c *InfluxConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Org, "influx.org", "sensorflow", "InfluxDB organization (ignored by 1.8).")
 	fs.StringVar(&c.Bucket, "influx.bucket", "sensorflow", "InfluxDB bucket (1.8: database or database/retention-policy).")
 	fs.IntVar(&c.BatchLines, "influx.batch-lines", 5000, "Lines per InfluxDB write request; larger batches are split.")
+	fs.BoolVar(&c.Gzip, "influx.gzip", false, "Compress write requests with gzip: about a quarter of the processor's CPU, worth it only over a slow link.")
 	fs.DurationVar(&c.Timeout, "influx.timeout", 10*time.Second, "Timeout of one InfluxDB request.")
 	c.TLS.RegisterFlags(fs, "influx")
 }
@@ -75,7 +77,7 @@ func (c *InfluxConfig) NewClient() (influxdb2.Client, error) {
 	}
 	opts := influxdb2.DefaultOptions().
 		SetHTTPRequestTimeout(uint(c.Timeout / time.Second)).
-		SetUseGZip(true).
+		SetUseGZip(c.Gzip).
 		SetMaxRetries(0)
 	tc, err := c.TLS.Build()
 	if err != nil {
