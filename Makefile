@@ -42,10 +42,13 @@ clean: services-down
 run: services ## start the local servers and run simulator, bridge and processor
 	$(GO) run . -target=all -log.format=text
 
-bench: services ## benchmarks against the real servers, as ratios to ceilings measured in the same run
+BENCHFLAGS ?=
+bench: services build ## throughput, latency and cost against ceilings measured in the same run: out/bench.{txt,json,svg}
 	@mkdir -p out
-	$(GO) test -run '^$$' -bench 'SinkVsPlain' -benchtime 40000x -count 1 ./processor/sink/ | tee out/bench.txt
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./processor/detect/ | tee -a out/bench.txt
+	$(GO) run ./bench -out out $(BENCHFLAGS) | tee out/bench.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./processor/detect/ ./internal/sensor/ | tee out/bench-micro.txt
+	$(GO) test -run '^$$' -bench 'SinkVsPlain' -benchtime 40000x -count 1 ./processor/sink/ | tee -a out/bench-micro.txt
+	@echo "table: out/bench.txt · results: out/bench.json · plot: out/bench.svg · profiles: out/profiles/ · go test benchmarks (benchstat): out/bench-micro.txt"
 
 browser: ## install Chromium for the dashboard's browser test (Debian package)
 	deploy/local/browser.sh

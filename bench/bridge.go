@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sensorflow/sensorflow/internal/kafkax"
+	"github.com/sensorflow/sensorflow/internal/mqttx"
+)
+
+func (b *bench) mqttConfig() mqttx.Config {
+	return mqttx.Config{URL: b.srv.MQTTURL, KeepAlive: 30 * time.Second, ConnectWait: 10 * time.Second}
+}
+
+// kafkaConfig names a set of topics of its own.
+func (b *bench) kafkaConfig(id string) kafkax.Config {
+	return kafkax.Config{
+		Brokers:           b.srv.KafkaBrokers,
+		ReadingsTopic:     id + ".readings",
+		AlertsTopic:       id + ".alerts",
+		DeadLetterTopic:   id + ".deadletter",
+		Partitions:        6,
+		ReplicationFactor: 1,
+		CreateTopics:      true,
+	}
+}
+
+func (b *bench) dropTopics(k kafkax.Config) {
+	cl, err := k.Client()
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, _ = cl.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{k.ReadingsTopic, k.AlertsTopic, k.DeadLetterTopic}})
+}
+
+// bridgeArgs are the flags of a bridge process for topics k under prefix.
+func (b *bench) bridgeArgs(id, prefix string, k kafkax.Config, forwardAlerts bool) []string {
+	return []string{
+		"-target=bridge",
+		"-mqtt.url=" + b.srv.MQTTURL,
+		"-mqtt.topic-prefix=" + prefix,
+		"-kafka.brokers=" + k.Brokers,
+		"-kafka.readings-topic=" + k.ReadingsTopic,
+		"-kafka.alerts-topic=" + k.AlertsTopic,
+		"-kafka.deadletter-topic=" + k.DeadLetterTopic,
+		"-bridge.client-id=" + id + "-bridge",
+		"-bridge.share-group=" + id,
+		"-bridge.alerts-group=" + id + "-alerts",
+		fmt.Sprintf("-bridge.forward-alerts=%t", forwardAlerts),
+	}
+}
+
+// bridge measures MQTT QoS 1 → Kafka (acks=all) forwarding against a plain
+// QoS 1 subscriber on the same broker, with the same publishers and load.
+// Ceiling and bridge rounds alternate, each under its own topic prefix so
+// neither receives the other's messages.
+func (b *bench) bridge(ctx context.Context) error {
+	id := b.id + "-br"
+	n := b.cfg.bridgeMessages
+	k := b.kafkaConfig(id)
+	defer b.dropTopics(k)
+	ceilingLoad := makeLoad(id+"-c", n, 1000)
+	bridgeLoad := makeLoad(id+"-b", n, 1000)
+
+	br, err := startProc(ctx, b.cfg.bin, b.cfg.out+"/logs", "bench-bridge", b.bridgeArgs(id, id+"-b", k, false)...)
+	if err != nil {
+		return err
+	}
+	defer br.stop()
+	pubs, err := connectPublishers(b.mqttConfig(), id, b.cfg.bridgePublishers)
+	if err != nil {
+		return err
+	}
+	defer pubs.close()
+	const window = 1000
+
+	var ceil, rate, cpuPer []float64
+	forwarded := map[string]string{"result": "forwarded"}
+	for round := range b.cfg.rounds {
+		// Ceiling: a plain subscriber that only counts.
+		c, err := subscribeCounter(b.mqttConfig(), fmt.Sprintf("%s-%d", id, round), id+"-c/+/+/telemetry")
+		if err != nil {
+			return err
+		}
+		c.target.Store(int64(n))
+		b0, tot0 := machineCPU()
+		t0 := time.Now()
+		if err := pubs.publish(ctx, ceilingLoad, window); err != nil {
+			c.client.Disconnect(0)
+			return fmt.Errorf("publishing: %w", err)
+		}
+		var t1 time.Time
+		select {
+		case t1 = <-c.reach:
+		case <-time.After(60 * time.Second):
+			c.client.Disconnect(0)
+			return fmt.Errorf("the plain subscriber received %d of %d", c.n.Load(), n)
+		}
+		c.client.Disconnect(100)
+		ceil = append(ceil, float64(n)/t1.Sub(t0).Seconds())
+		ceilBusy := busySince(b0, tot0)
+
+		// The bridge.
+		base, err := br.metric("sensorflow_bridge_messages_total", forwarded)
+		if err != nil {
+			return err
+		}
+		cpu0, _ := br.cpu()
+		b0, tot0 = machineCPU()
+		t0 = time.Now()
+		var prof <-chan error
+		if round == 0 {
+			prof = br.profile(5*time.Second, b.cfg.out+"/profiles/bridge.cpu.pprof")
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- pubs.publish(ctx, bridgeLoad, window) }()
+		t1, err = br.waitMetric(ctx, "sensorflow_bridge_messages_total", forwarded, base+float64(n), 120*time.Second)
+		if err != nil {
+			return err
+		}
+		if err := <-errc; err != nil {
+			return fmt.Errorf("publishing: %w", err)
+		}
+		cpu1, _ := br.cpu()
+		bridgeBusy := busySince(b0, tot0)
+		if prof != nil {
+			if err := <-prof; err != nil {
+				b.log.Warn("bridge profile", "err", err)
+			}
+		}
+		rate = append(rate, float64(n)/t1.Sub(t0).Seconds())
+		cpuPer = append(cpuPer, float64((cpu1-cpu0).Microseconds())/float64(n))
+		b.log.Info("bridge round", "round", round, "ceiling_msg_s", int(ceil[round]), "bridge_msg_s", int(rate[round]), "cpu_us_per_msg", cpuPer[round],
+			"machine_busy_ceiling", fmt.Sprintf("%.0f%%", 100*ceilBusy), "machine_busy_bridge", fmt.Sprintf("%.0f%%", 100*bridgeBusy))
+	}
+	_, peak, _ := br.memory()
+	b.add(result{Section: "bridge", Name: "MQTT QoS 1 → Kafka acks=all", Value: best(rate), Unit: "msg/s", Ceiling: best(ceil), Target: 0.95,
+		Note: fmt.Sprintf("%d messages per round from %d publishers, best of %d rounds; ceiling: a plain QoS 1 subscriber on the same broker", n, b.cfg.bridgePublishers, b.cfg.rounds)})
+	b.add(result{Section: "bridge", Name: "CPU per message", Value: lowest(cpuPer), Unit: "µs", Target: 10, Lower: true,
+		Note: "user+system CPU of the bridge process per message forwarded; Telegraf mqtt_consumer → kafka takes about 20 µs here"})
+	b.add(result{Section: "bridge", Name: "peak RSS", Value: float64(peak) / (1 << 20), Unit: "MiB"})
+	return nil
+}
+
+func lowest(vs []float64) float64 {
+	m := 0.0
+	for i, v := range vs {
+		if i == 0 || v < m {
+			m = v
+		}
+	}
+	return m
+}

@@ -1,0 +1,348 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gocql/gocql"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sensorflow/sensorflow/internal/kafkax"
+	"github.com/sensorflow/sensorflow/internal/sensor"
+	"github.com/sensorflow/sensorflow/processor/detect"
+	"github.com/sensorflow/sensorflow/processor/sink"
+)
+
+// Defaults of the processor the bench compares against: its batch and
+// InfluxDB request sizes, read from the flags so they cannot drift.
+func processorDefaults() (batch, influxLines, cassConcurrency int, detectCfg detect.Config, cass sink.CassandraConfig) {
+	fs := flag.NewFlagSet("", flag.PanicOnError)
+	batch = 2000
+	fs.IntVar(&batch, "processor.batch-size", 2000, "")
+	var influx sink.InfluxConfig
+	influx.RegisterFlags(fs)
+	cass.RegisterFlags(fs)
+	detectCfg.RegisterFlags(fs)
+	_ = fs.Parse(nil)
+	return batch, influx.BatchLines, cass.Concurrency, detectCfg, cass
+}
+
+// makeReadings returns n readings of devices devices with two metrics each,
+// one per device per second ending now: a daily-ish wave plus noise.
+func makeReadings(prefix string, n, devices int) []sensor.Reading {
+	out := make([]sensor.Reading, n)
+	start := time.Now().UTC().Add(-time.Duration(n/devices+1) * time.Second).Truncate(time.Second)
+	for i := range out {
+		d := i % devices
+		step := i / devices
+		phase := float64(step)/600*2*math.Pi + float64(d)
+		noise := float64((i*7919)%1000)/1000 - 0.5
+		out[i] = sensor.Reading{
+			DeviceID: fmt.Sprintf("%s-dev-%05d", prefix, d),
+			Site:     fmt.Sprintf("%s-site-%d", prefix, d%10),
+			TS:       start.Add(time.Duration(step) * time.Second),
+			Seq:      int64(step),
+			Metrics:  map[string]float64{"temperature": 21 + 3*math.Sin(phase) + noise, "humidity": 45 + 5*math.Cos(phase) + 2*noise},
+		}
+	}
+	return out
+}
+
+// fillTopic writes the readings to k's readings topic, keyed by device.
+func (b *bench) fillTopic(ctx context.Context, k kafkax.Config, readings []sensor.Reading) error {
+	if err := k.EnsureTopics(ctx); err != nil {
+		return err
+	}
+	w, err := k.Writer(5000, 5*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	msgs := make([]kafka.Message, 0, 20000)
+	for i := range readings {
+		r := &readings[i]
+		msgs = append(msgs, kafka.Message{Topic: k.ReadingsTopic, Key: []byte(r.DeviceID), Value: r.AppendJSON(nil)})
+		if len(msgs) == cap(msgs) || i == len(readings)-1 {
+			if err := kafkax.WriteAll(ctx, w, msgs, b.log, "filling the readings topic", nil); err != nil {
+				return err
+			}
+			msgs = msgs[:0]
+		}
+	}
+	return nil
+}
+
+// influxWriteURL is the v2 write endpoint; 1.8 and 2.x both serve it.
+func (b *bench) influxWriteURL() string {
+	q := url.Values{"org": {"sensorflow"}, "bucket": {b.srv.InfluxBucket}, "precision": {"ns"}}
+	return strings.TrimRight(b.srv.InfluxURL, "/") + "/api/v2/write?" + q.Encode()
+}
+
+func (b *bench) influxPost(ctx context.Context, cl *http.Client, u string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if b.srv.InfluxToken != "" {
+		req.Header.Set("Authorization", "Token "+b.srv.InfluxToken)
+	}
+	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
+	resp, err := cl.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("influxdb write: %s: %s", resp.Status, msg)
+	}
+	return nil
+}
+
+// encodeBodies runs the detector over the readings in processor-sized
+// batches, exactly as the processor does, and encodes the line protocol the
+// InfluxDB sink would write, split into requests of influxLines lines.
+func encodeBodies(readings []sensor.Reading, batch, influxLines int, cfg detect.Config) (bodies [][]byte, points int) {
+	det := detect.New(cfg)
+	for lo := 0; lo < len(readings); lo += batch {
+		var sb sink.Batch
+		sb.Readings = readings[lo:min(lo+batch, len(readings))]
+		for i := range sb.Readings {
+			sb.Alerts, sb.Scores = det.Observe(&sb.Readings[i], sb.Alerts, sb.Scores)
+		}
+		all := sink.AppendLineProtocol(nil, sb)
+		for len(all) > 0 {
+			cut, lines := 0, 0
+			for cut < len(all) && lines < influxLines {
+				j := bytes.IndexByte(all[cut:], '\n')
+				cut += j + 1
+				lines++
+			}
+			bodies = append(bodies, all[:cut])
+			points += lines
+			all = all[cut:]
+		}
+	}
+	return bodies, points
+}
+
+// processorArgs are the flags of a processor process reading k with only
+// the named sink on.
+func (b *bench) processorArgs(id string, k kafkax.Config, influx, cassandra bool, keyspace string) []string {
+	args := []string{
+		"-target=processor",
+		"-kafka.brokers=" + k.Brokers,
+		"-kafka.readings-topic=" + k.ReadingsTopic,
+		"-kafka.alerts-topic=" + k.AlertsTopic,
+		"-kafka.deadletter-topic=" + k.DeadLetterTopic,
+		"-processor.group=" + id + "-processor",
+		fmt.Sprintf("-influx.enabled=%t", influx),
+		"-influx.url=" + b.srv.InfluxURL,
+		"-influx.bucket=" + b.srv.InfluxBucket,
+		fmt.Sprintf("-cassandra.enabled=%t", cassandra),
+		"-cassandra.hosts=" + b.srv.CassandraHosts,
+	}
+	if keyspace != "" {
+		args = append(args, "-cassandra.keyspace="+keyspace)
+	}
+	return args
+}
+
+// runProcessor starts a processor over a filled topic and measures
+// readings/s from the first stored batch to the last, its CPU per reading
+// and its peak memory.
+func (b *bench) runProcessor(ctx context.Context, name string, args []string, n int, profile string) (rate, cpuPer float64, peak int64, err error) {
+	p, err := startProc(ctx, b.cfg.bin, b.cfg.out+"/logs", name, args...)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer p.stop()
+	stored := map[string]string{"result": "stored"}
+	t0, err := p.waitMetric(ctx, "sensorflow_processor_readings_total", stored, 1, 120*time.Second)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	n0, _ := p.metric("sensorflow_processor_readings_total", stored)
+	cpu0, _ := p.cpu()
+	busy0, total0 := machineCPU()
+	var prof <-chan error
+	if profile != "" {
+		prof = p.profile(5*time.Second, profile)
+	}
+	t1, err := p.waitMetric(ctx, "sensorflow_processor_readings_total", stored, float64(n), 300*time.Second)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	cpu1, _ := p.cpu()
+	b.log.Info("processor run", "name", name, "machine_busy", fmt.Sprintf("%.0f%%", 100*busySince(busy0, total0)))
+	_, peak, _ = p.memory()
+	if prof != nil {
+		if err := <-prof; err != nil {
+			b.log.Warn("processor profile", "err", err)
+		}
+	}
+	done := float64(n) - n0
+	return done / t1.Sub(t0).Seconds(), float64((cpu1 - cpu0).Microseconds()) / done, peak, nil
+}
+
+// processor measures Kafka → detection → InfluxDB against InfluxDB's own
+// ingest of the same line protocol, pre-encoded, in requests of the same
+// size from one writer (the processor writes one batch at a time).
+func (b *bench) processor(ctx context.Context) error {
+	batch, influxLines, _, detectCfg, _ := processorDefaults()
+	n := b.cfg.processorReadings
+	cl := &http.Client{Timeout: time.Minute}
+	var ceil, rate, cpuPer []float64
+	var peak int64
+	for round := range b.cfg.rounds {
+		id := fmt.Sprintf("%s-p%d", b.id, round)
+
+		// Ceiling: the same line protocol straight to InfluxDB.
+		bodies, points := encodeBodies(makeReadings(id+"-c", n, 2000), batch, influxLines, detectCfg)
+		busy0, total0 := machineCPU()
+		t0 := time.Now()
+		for _, body := range bodies {
+			if err := b.influxPost(ctx, cl, b.influxWriteURL(), body); err != nil {
+				return err
+			}
+		}
+		ceil = append(ceil, float64(n)/time.Since(t0).Seconds())
+		b.log.Info("influxdb ceiling", "round", round, "points", points, "requests", len(bodies), "readings_s", int(ceil[round]), "points_s", int(float64(points)/time.Since(t0).Seconds()),
+			"machine_busy", fmt.Sprintf("%.0f%%", 100*busySince(busy0, total0)))
+		bodies = nil
+
+		// The processor, over a topic filled beforehand.
+		k := b.kafkaConfig(id)
+		if err := b.fillTopic(ctx, k, makeReadings(id+"-p", n, 2000)); err != nil {
+			return err
+		}
+		profile := ""
+		if round == 0 {
+			profile = b.cfg.out + "/profiles/processor-influx.cpu.pprof"
+		}
+		r, c, pk, err := b.runProcessor(ctx, "bench-processor-influx", b.processorArgs(id, k, true, false, ""), n, profile)
+		b.dropTopics(k)
+		if err != nil {
+			return err
+		}
+		rate, cpuPer, peak = append(rate, r), append(cpuPer, c), max(peak, pk)
+		b.log.Info("processor round", "round", round, "ceiling_readings_s", int(ceil[round]), "processor_readings_s", int(r), "cpu_us_per_reading", c)
+	}
+	b.add(result{Section: "processor", Name: "Kafka → detect → InfluxDB", Value: best(rate), Unit: "readings/s", Ceiling: best(ceil), Target: 0.9,
+		Note: fmt.Sprintf("%d readings (2 metrics, 2 lines each) per round, best of %d; ceiling: the same line protocol pre-encoded, %d-line requests, one writer", n, b.cfg.rounds, influxLines)})
+	b.add(result{Section: "processor", Name: "CPU per reading (InfluxDB)", Value: lowest(cpuPer), Unit: "µs"})
+	b.add(result{Section: "processor", Name: "peak RSS (InfluxDB)", Value: float64(peak) / (1 << 20), Unit: "MiB"})
+	return nil
+}
+
+// cassandra measures Kafka → detection → Cassandra against a plain gocql
+// loop: the sink's prepared INSERT with the same concurrency, no Sensorflow
+// code, on rows of the same shape.
+func (b *bench) cassandra(ctx context.Context) error {
+	_, _, concurrency, _, cass := processorDefaults()
+	n := b.cfg.cassandraReadings
+	keyspace := strings.ReplaceAll(b.id, "-", "_") + "_bench"
+	cass.Hosts, cass.Keyspace = b.srv.CassandraHosts, keyspace
+	if err := cass.ApplySchemaNow(ctx); err != nil {
+		return err
+	}
+	defer b.dropKeyspace(keyspace)
+	cl, err := cass.Cluster(keyspace)
+	if err != nil {
+		return err
+	}
+	sess, err := cl.CreateSession()
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	ttl := int(cass.TTL.Seconds())
+
+	var ceil, rate, cpuPer []float64
+	for round := range b.cfg.rounds {
+		id := fmt.Sprintf("%s-c%d", b.id, round)
+		rows, err := plainInserts(ctx, sess, concurrency, makeReadings(id+"-c", n, 2000), ttl)
+		if err != nil {
+			return err
+		}
+		ceil = append(ceil, rows)
+		k := b.kafkaConfig(id)
+		if err := b.fillTopic(ctx, k, makeReadings(id+"-p", n, 2000)); err != nil {
+			return err
+		}
+		profile := ""
+		if round == 0 {
+			profile = b.cfg.out + "/profiles/processor-cassandra.cpu.pprof"
+		}
+		r, c, _, err := b.runProcessor(ctx, "bench-processor-cassandra", b.processorArgs(id, k, false, true, keyspace), n, profile)
+		b.dropTopics(k)
+		if err != nil {
+			return err
+		}
+		rate, cpuPer = append(rate, 2*r), append(cpuPer, c)
+		b.log.Info("cassandra round", "round", round, "plain_rows_s", int(rows), "processor_rows_s", int(2*r))
+	}
+	b.add(result{Section: "cassandra", Name: "Kafka → detect → Cassandra", Value: best(rate), Unit: "rows/s", Ceiling: best(ceil), Target: 0.9,
+		Note: fmt.Sprintf("%d readings (2 rows each) per round, best of %d; ceiling: a plain gocql loop of the sink's prepared INSERT, %d in flight", n, b.cfg.rounds, concurrency)})
+	b.add(result{Section: "cassandra", Name: "CPU per reading (Cassandra)", Value: lowest(cpuPer), Unit: "µs"})
+	return nil
+}
+
+// plainInserts writes one row per metric of each reading with the sink's
+// INSERT statement from concurrency goroutines and returns rows/s.
+func plainInserts(ctx context.Context, sess *gocql.Session, concurrency int, readings []sensor.Reading, ttl int) (float64, error) {
+	type row struct {
+		r      *sensor.Reading
+		metric string
+		v      float64
+	}
+	var rows []row
+	for i := range readings {
+		for m, v := range readings[i].Metrics {
+			rows = append(rows, row{&readings[i], m, v})
+		}
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	began := time.Now()
+	for range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(rows) || ctx.Err() != nil {
+					return
+				}
+				r := rows[i]
+				err := sess.Query(`INSERT INTO readings (device_id, metric, day, ts, value, site, seq) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
+					r.r.DeviceID, r.metric, r.r.TS.Truncate(24*time.Hour), r.r.TS, r.v, r.r.Site, r.r.Seq, ttl).Idempotent(true).Exec()
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, ok := firstErr.Load().(error); ok {
+		return 0, err
+	}
+	return float64(len(rows)) / time.Since(began).Seconds(), nil
+}
+
+func defaultCassandra() sink.CassandraConfig {
+	_, _, _, _, c := processorDefaults()
+	return c
+}
