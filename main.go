@@ -94,13 +94,21 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 			return cli.Query(ctx, c, stdout)
+		case "replay":
+			var c cli.ReplayConfig
+			fs := newFlagSet("replay", replayUsage, stderr)
+			c.RegisterFlags(fs)
+			if err := parse(fs, args[1:]); err != nil {
+				return err
+			}
+			return cli.Replay(c, os.Stdin, stdout)
 		case "version":
 			fmt.Fprintln(stdout, "sensorflow", version())
 			return nil
 		case "run":
 			args = args[1:]
 		default:
-			return fmt.Errorf("unknown command %q (want demo, run, alerts, query, check or version; see -help)", args[0])
+			return fmt.Errorf("unknown command %q (want demo, run, alerts, query, replay, check or version; see -help)", args[0])
 		}
 	}
 	var cfg RunConfig
@@ -119,13 +127,22 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 	return Run(ctx, cfg, log)
 }
 
+const replayUsage = `Runs the processor's detector over one series from a CSV file (header
+timestamp,value; timestamps like 2014-04-01 00:00:00 or RFC 3339) and writes
+timestamp,value,anomaly_score,alert: one row per input row, in order, the
+anomaly score in [0,1], and alert 1 where the live processor would have an
+alert open. The same code, flags and rules as the processor: backtest rules
+on history before deploying them.
+
+  sensorflow replay -input history.csv -output scored.csv -rules rules.yaml`
+
 const runUsage = `Runs Sensorflow services in this process.
 
   sensorflow -target=all                         simulator, bridge and processor
   sensorflow -target=bridge -mqtt.url tcp://broker:1883 -kafka.brokers kafka:9092
   sensorflow -target=processor -influx.url http://influxdb:8086 -cassandra.hosts cassandra
 
-Other commands: sensorflow demo | alerts | query | check | version (each with -help).
+Other commands: sensorflow demo | alerts | query | replay | check | version (each with -help).
 Every flag may be set in the environment: -kafka.brokers is SENSORFLOW_KAFKA_BROKERS.`
 
 func newFlagSet(name, doc string, stderr io.Writer) *flag.FlagSet {

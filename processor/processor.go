@@ -95,6 +95,10 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Processor, e
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("processor config: %w", err)
 	}
+	var err error
+	if cfg.Detect, err = cfg.Detect.WithRules(); err != nil {
+		return nil, fmt.Errorf("processor config: %w", err)
+	}
 	return &Processor{cfg: cfg, log: log, m: newMetrics(reg)}, nil
 }
 

@@ -25,7 +25,7 @@ type alertState struct {
 func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v float64, f Finding, out []sensor.Alert) []sensor.Alert {
 	a := &s.alert
 	if !a.open {
-		if s.n <= int64(d.cfg.Warmup) && f.Kind != KindLimit || f.Score < d.cfg.OpenScore {
+		if s.n <= int64(s.cfg.Warmup) && f.Kind != KindLimit || f.Score < s.cfg.OpenScore {
 			return out
 		}
 		sev := sensor.SeverityWarning
@@ -37,12 +37,12 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 		return append(out, d.event(a, r, metric, v, f.Score, sensor.StateOpen))
 	}
 	a.peak = math.Max(a.peak, f.Score)
-	if f.Score >= d.cfg.ResolveScore {
+	if f.Score >= s.cfg.ResolveScore {
 		a.below = 0
 		return out
 	}
 	a.below++
-	if int(a.below) < d.cfg.ResolveAfter {
+	if int(a.below) < s.cfg.ResolveAfter {
 		return out
 	}
 	ev := d.event(a, r, metric, v, f.Score, sensor.StateResolved)
@@ -77,3 +77,6 @@ func finite(v float64) float64 {
 }
 
 func round(v float64) float64 { return math.Round(v*1e4) / 1e4 }
+
+// Round rounds a score as the processor publishes it (four decimals).
+func Round(v float64) float64 { return round(v) }

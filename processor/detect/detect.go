@@ -34,6 +34,10 @@ type Config struct {
 	// Limits are static bounds per metric name; crossing one is a critical
 	// "limit" alert regardless of the learned behaviour.
 	Limits map[string]Limit
+	// RulesFile is a YAML file of per-series overrides, loaded by
+	// WithRules into Rules.
+	RulesFile string
+	Rules     []Rule
 }
 
 // Limit is a static range; a NaN bound is open.
@@ -54,6 +58,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.Z, "detect.z", d.Z, "Robust z-score that maps to an anomaly score of 0.5.")
 	fs.Float64Var(&c.AlphaMin, "detect.alpha", d.AlphaMin, "Smallest weight of a new reading in the level and spread estimates (smaller: slower baseline, catches slower drift).")
 	fs.IntVar(&c.StuckAfter, "detect.stuck-after", d.StuckAfter, "Identical consecutive readings that make a stuck-sensor alert (0: off).")
+	fs.StringVar(&c.RulesFile, "detect.rules", "", "YAML file of detection rules per device pattern, site and metric (see processor/README.md).")
 	fs.Func("detect.limits", "Static limits per metric, e.g. temperature=-40:85,humidity=0:100 (either bound may be empty).", func(s string) error {
 		l, err := ParseLimits(s)
 		if err == nil {
@@ -82,6 +87,14 @@ func (c *Config) Validate() error {
 		return errors.New("detect.stuck-after must not be negative")
 	}
 	return nil
+}
+
+// WithRules returns c with its RulesFile loaded (c itself without one).
+func (c Config) WithRules() (Config, error) {
+	if c.RulesFile == "" {
+		return c, nil
+	}
+	return LoadRules(c.RulesFile, c)
 }
 
 // ParseLimits parses "metric=min:max,..." where either bound may be empty.
@@ -133,8 +146,9 @@ type seriesKey struct{ device, metric string }
 // concurrent use: the processor keeps one per consumer loop (all readings of
 // a device arrive on one Kafka partition, in order).
 type Detector struct {
-	cfg    Config
-	series map[seriesKey]*Series
+	cfg      Config
+	series   map[seriesKey]*Series
+	resolved map[string]*Config // per-series configurations made by rules
 }
 
 // New returns a detector; cfg must be valid.
@@ -164,10 +178,10 @@ func (d *Detector) Observe(r *sensor.Reading, out []sensor.Alert, scores []float
 		k := seriesKey{r.DeviceID, name}
 		s := d.series[k]
 		if s == nil {
-			s = &Series{}
+			s = &Series{cfg: d.forSeries(r.DeviceID, r.Site, name)}
 			d.series[k] = s
 		}
-		f := s.Observe(&d.cfg, name, r.TS, v)
+		f := s.Observe(s.cfg, name, r.TS, v)
 		scores = append(scores, round(f.Score))
 		out = d.transition(s, r, name, v, f, out)
 	}
@@ -181,10 +195,10 @@ func (d *Detector) Score(device, metric string, ts time.Time, v float64) (Findin
 	k := seriesKey{device, metric}
 	s := d.series[k]
 	if s == nil {
-		s = &Series{}
+		s = &Series{cfg: d.forSeries(device, r.Site, metric)}
 		d.series[k] = s
 	}
-	f := s.Observe(&d.cfg, metric, ts, v)
+	f := s.Observe(s.cfg, metric, ts, v)
 	alerts := d.transition(s, &r, metric, v, f, nil)
 	return f, s.alert.open, alerts
 }

@@ -9,6 +9,7 @@ var nan = math.NaN()
 
 // Series is the state of one (device, metric) series: about 100 bytes.
 type Series struct {
+	cfg   *Config // shared: the detector's, or one made by rules
 	n     int64
 	mean  float64 // robust level (EWMA of winsorized values)
 	varc  float64 // robust spread (EWMA of squared winsorized deviations)
