@@ -4,7 +4,7 @@ GO ?= go
 SERVICES := deploy/local/services.sh
 export SENSORFLOW_REQUIRE_SERVICES ?= 1
 
-.PHONY: browser build fuzz bench run test test-short lint services services-down services-status clean
+.PHONY: browser build fuzz bench eval run test test-short lint services services-down services-status clean
 
 build: ## build bin/sensorflow
 	CGO_ENABLED=0 $(GO) build -o bin/sensorflow .
@@ -45,10 +45,14 @@ run: services ## start the local servers and run simulator, bridge and processor
 BENCHFLAGS ?=
 bench: services build ## throughput, latency and cost against ceilings measured in the same run: out/bench.{txt,json,svg}
 	@mkdir -p out
-	$(GO) run ./bench -out out $(BENCHFLAGS) | tee out/bench.txt
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./processor/detect/ ./internal/sensor/ | tee out/bench-micro.txt
-	$(GO) test -run '^$$' -bench 'SinkVsPlain' -benchtime 40000x -count 1 ./processor/sink/ | tee -a out/bench-micro.txt
+	set -o pipefail; $(GO) run ./bench -out out $(BENCHFLAGS) | tee out/bench.txt
+	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count 5 ./processor/detect/ ./internal/sensor/ | tee out/bench-micro.txt
+	set -o pipefail; $(GO) test -run '^$$' -bench 'SinkVsPlain' -benchtime 40000x -count 1 ./processor/sink/ | tee -a out/bench-micro.txt
 	@echo "table: out/bench.txt · results: out/bench.json · plot: out/bench.svg · profiles: out/profiles/ · go test benchmarks (benchstat): out/bench-micro.txt"
+
+eval: services build ## detection quality: NAB scores through `sensorflow replay`, then precision and recall of the live pipeline on the simulator's ground truth
+	$(GO) run ./eval -nab ../shared/nab -scorer ../shared/tools/nabscore -out out/eval
+	set -o pipefail; SENSORFLOW_EVAL_OUT=$(CURDIR)/out/eval $(GO) test -count=1 -run '^TestDetectionQuality$$' -v ./e2e/ | grep -E 'live detection|^(ok|FAIL|---)'
 
 browser: ## install Chromium for the dashboard's browser test (Debian package)
 	deploy/local/browser.sh

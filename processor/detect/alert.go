@@ -37,7 +37,7 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 		return append(out, d.event(a, r, metric, v, f.Score, sensor.StateOpen))
 	}
 	a.peak = math.Max(a.peak, f.Score)
-	if f.Score >= s.cfg.ResolveScore {
+	if f.Score >= s.cfg.ResolveScore || f.Hold {
 		a.below = 0
 		return out
 	}
@@ -58,8 +58,11 @@ func (d *Detector) event(a *alertState, r *sensor.Reading, metric string, v, sco
 	}
 	if state == sensor.StateOpen {
 		ev.Message = fmt.Sprintf("%s %s: %g outside the expected range [%.4g, %.4g] (%s)", r.DeviceID, metric, v, ev.ExpectedLow, ev.ExpectedHigh, a.kind)
-		if a.kind == KindStuck {
+		switch a.kind {
+		case KindStuck:
 			ev.Message = fmt.Sprintf("%s %s: stuck at %g", r.DeviceID, metric, v)
+		case KindGap:
+			ev.Message = fmt.Sprintf("%s %s: readings resumed after a gap of more than %d usual intervals", r.DeviceID, metric, gapFactor)
 		}
 	} else {
 		ts := r.TS

@@ -55,7 +55,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.OpenScore, "detect.open-score", d.OpenScore, "Anomaly score in [0,1] at which an alert opens.")
 	fs.Float64Var(&c.ResolveScore, "detect.resolve-score", d.ResolveScore, "Score below which an open alert counts towards resolving.")
 	fs.IntVar(&c.ResolveAfter, "detect.resolve-after", d.ResolveAfter, "Consecutive readings below -detect.resolve-score that resolve an alert.")
-	fs.Float64Var(&c.Z, "detect.z", d.Z, "Robust z-score that maps to an anomaly score of 0.5.")
+	fs.Float64Var(&c.Z, "detect.z", d.Z, "Spreads from the level beyond which a value is clipped before it updates the baseline; also the half-width of an alert's expected range.")
 	fs.Float64Var(&c.AlphaMin, "detect.alpha", d.AlphaMin, "Smallest weight of a new reading in the level and spread estimates (smaller: slower baseline, catches slower drift).")
 	fs.IntVar(&c.StuckAfter, "detect.stuck-after", d.StuckAfter, "Identical consecutive readings that make a stuck-sensor alert (0: off).")
 	fs.StringVar(&c.RulesFile, "detect.rules", "", "YAML file of detection rules per device pattern, site and metric (see processor/README.md).")
@@ -138,6 +138,10 @@ type Finding struct {
 	Kind  string
 	// Expected range of the value according to the scorer.
 	Low, High float64
+	// Hold keeps an open alert open though the score is low: the
+	// condition that opened it persists (a sensor still stuck).
+	Hold bool
+	dev  float64 // signed distance from the level (zscore only)
 }
 
 type seriesKey struct{ device, metric string }

@@ -187,3 +187,68 @@ func BenchmarkObserve(b *testing.B) {
 		out, scores = d.Observe(&r, out[:0], scores[:0])
 	}
 }
+
+func TestGapOpensAnAlertWhenReadingsResume(t *testing.T) {
+	d := New(DefaultConfig())
+	var out []sensor.Alert
+	v := noise(400, 3, 20, 0.5)
+	ts := t0
+	for i, x := range v {
+		if i == 300 {
+			ts = ts.Add(30 * time.Second) // 30 readings missing
+		}
+		ts = ts.Add(time.Second)
+		r := sensor.Reading{DeviceID: "dev-1", Site: "s", TS: ts, Metrics: map[string]float64{"m": x}}
+		out, _ = d.Observe(&r, out, nil)
+	}
+	var gaps []sensor.Alert
+	for _, a := range out {
+		if a.Kind == KindGap && a.State == sensor.StateOpen {
+			gaps = append(gaps, a)
+		}
+	}
+	require.Len(t, gaps, 1, "one gap, one alert: %+v", out)
+	require.Equal(t, t0.Add(331*time.Second), gaps[0].TS, "opened by the first reading after the gap")
+
+	// Jitter of a few intervals is no gap.
+	require.Empty(t, feedTimes(t, func(i int) time.Duration { return time.Duration(1+i%3) * time.Second }))
+}
+
+func feedTimes(t *testing.T, step func(i int) time.Duration) []sensor.Alert {
+	d := New(DefaultConfig())
+	var out []sensor.Alert
+	ts := t0
+	for i, x := range noise(400, 4, 20, 0.5) {
+		ts = ts.Add(step(i))
+		r := sensor.Reading{DeviceID: "dev-1", Site: "s", TS: ts, Metrics: map[string]float64{"m": x}}
+		out, _ = d.Observe(&r, out, nil)
+	}
+	return out
+}
+
+func TestStuckAdaptsToSeriesThatRepeatThemselves(t *testing.T) {
+	// A counter that is often 0 for 40 readings at a time is not stuck at
+	// its usual run, but is at twice its longest run.
+	var v []float64
+	for range 6 {
+		for range 40 {
+			v = append(v, 0)
+		}
+		v = append(v, 5, 6, 5)
+	}
+	stuck := func(out []sensor.Alert) (s []sensor.Alert) {
+		for _, a := range out {
+			if a.Kind == KindStuck {
+				s = append(s, a)
+			}
+		}
+		return s
+	}
+	require.Empty(t, stuck(feed(DefaultConfig(), v)), "runs as long as usual")
+	for range 100 {
+		v = append(v, 0)
+	}
+	out := stuck(feed(DefaultConfig(), v))
+	require.Len(t, out, 1, "one alert, held open while stuck: %+v", out)
+	require.Equal(t, sensor.StateOpen, out[0].State)
+}

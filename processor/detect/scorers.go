@@ -1,13 +1,48 @@
 package detect
 
-import "math"
+import (
+	"math"
+	"time"
+)
 
 // Alert kinds, one per scorer.
 const (
 	KindZScore = "zscore"
 	KindStuck  = "stuck"
 	KindLimit  = "limit"
+	KindGap    = "gap"
 )
+
+// gapFactor: a reading that comes this many usual intervals after the
+// previous one ends a gap.
+const gapFactor = 5
+
+// gap scores 1 on the first reading after a silence of more than
+// gapFactor times the series' usual interval (learned from the readings'
+// own timestamps, so a gap shows when the series resumes). It also learns
+// the interval; a gap itself moves it little.
+func (s *Series) gap(cfg *Config, ts time.Time) Finding {
+	t := ts.UnixNano()
+	defer func() { s.lastTS = t }()
+	if s.n < 2 || s.lastTS == 0 {
+		return Finding{Kind: KindGap}
+	}
+	dt := float64(t-s.lastTS) / 1e9
+	if dt <= 0 {
+		return Finding{Kind: KindGap}
+	}
+	f := Finding{Kind: KindGap}
+	if s.cadence > 0 && s.n > int64(cfg.Warmup) && dt > gapFactor*s.cadence {
+		sd := s.sd()
+		f = Finding{Score: 1, Kind: KindGap, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
+	}
+	if s.cadence == 0 {
+		s.cadence = dt
+	} else {
+		s.cadence += 0.05 * (math.Min(dt, 2*s.cadence) - s.cadence)
+	}
+	return f
+}
 
 // zscore rates how far v lies from the series' robust level, in robust
 // standard deviations: score = 1 - 2^-(z/Z)², so z = Z scores 0.5.
@@ -20,20 +55,31 @@ func (s *Series) zscore(cfg *Config, v float64) Finding {
 	r := z / cfg.Z
 	return Finding{
 		Score: 1 - math.Exp2(-r*r),
+		dev:   v - s.mean,
 		Kind:  KindZScore,
 		Low:   s.mean - cfg.Z*sd,
 		High:  s.mean + cfg.Z*sd,
 	}
 }
 
-// stuck scores 1 once a series that used to move repeats the same value
-// StuckAfter times.
+// stuck scores 1 when a series that used to move repeats the same value
+// StuckAfter times, and twice as often as its longest run of one value
+// before (a series that often repeats itself is not stuck at its usual
+// run). While the value stays, the finding holds the alert open without
+// scoring again, so the score marks the onset.
 func (s *Series) stuck(cfg *Config, v float64) Finding {
-	if cfg.StuckAfter == 0 || !s.moved || v != s.last || int(s.run)+1 < cfg.StuckAfter {
+	if cfg.StuckAfter == 0 || !s.moved || v != s.last {
 		return Finding{Kind: KindStuck}
 	}
-	sd := s.sd()
-	return Finding{Score: 1, Kind: KindStuck, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
+	at := max(cfg.StuckAfter, 2*int(s.maxRun))
+	switch n := int(s.run) + 1; {
+	case n < at:
+		return Finding{Kind: KindStuck}
+	case n == at:
+		sd := s.sd()
+		return Finding{Score: 1, Kind: KindStuck, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
+	}
+	return Finding{Kind: KindStuck, Hold: true}
 }
 
 // limit scores 1 outside the metric's static limits.
@@ -46,4 +92,47 @@ func limit(cfg *Config, metric string, v float64) Finding {
 		return Finding{Score: 1, Kind: KindLimit, Low: l.Min, High: l.Max}
 	}
 	return Finding{Kind: KindLimit}
+}
+
+// Likelihood settings, chosen on the NAB development set (make eval).
+const (
+	rawZ            = 8     // robust z that makes a raw score of 0.5
+	likelihoodAlpha = 0.002 // weight of a new raw score in its long-run level and spread
+	likelihoodFloor = 1e-30 // tail probability that scores 1
+	refractory      = 10    // readings after a detection that score 0 (an open alert stays open)
+)
+
+// likelihood turns the raw z-score into how unusual it is for this
+// series: the raw score (1 - 2^-(z/8)²) is compared with its own long-run
+// level and spread, and the tail probability q of the comparison maps to
+// log(q)/log(1e-30), so q = 1e-15 scores 0.5. A noisy series whose raw
+// score is often high thereby stays calm, and a quiet one reacts to a small
+// change. After a detection the score rests for a few readings (one event,
+// one detection), while Hold keeps the alert open as long as the reading
+// would still score above the resolve threshold.
+func (s *Series) likelihood(cfg *Config, f Finding) Finding {
+	raw := 0.0
+	if s.n >= 2 {
+		r := math.Abs(f.dev) / s.sd() / rawZ
+		raw = 1 - math.Exp2(-r*r)
+	}
+	d := raw - s.lmean
+	z := d / math.Sqrt(s.lvar+1e-4)
+	a := math.Max(1/float64(s.n+1), likelihoodAlpha)
+	s.lmean += a * d
+	s.lvar = (1 - a) * (s.lvar + a*d*d)
+	if s.n < 2 {
+		f.Score = 0
+		return f
+	}
+	q := 0.5 * math.Erfc(z/math.Sqrt2)
+	f.Score = math.Min(1, math.Log(q+likelihoodFloor)/math.Log(likelihoodFloor))
+	if s.quiet > 0 {
+		s.quiet--
+		f.Hold = f.Score >= cfg.ResolveScore
+		f.Score = 0
+	} else if f.Score >= cfg.OpenScore {
+		s.quiet = refractory
+	}
+	return f
 }

@@ -7,16 +7,28 @@ import (
 
 var nan = math.NaN()
 
-// Series is the state of one (device, metric) series: about 100 bytes.
+// shiftRun is how many consecutive values beyond the clip bound, on one
+// side, make a new level that the baseline restarts from.
+const shiftRun = 8
+
+// Series is the state of one (device, metric) series: about 200 bytes
+// with its open alert.
 type Series struct {
-	cfg   *Config // shared: the detector's, or one made by rules
-	n     int64
-	mean  float64 // robust level (EWMA of winsorized values)
-	varc  float64 // robust spread (EWMA of squared winsorized deviations)
-	last  float64
-	run   int32 // identical consecutive values, including the last
-	moved bool  // the series ever changed value (a constant series is not "stuck")
-	alert alertState
+	cfg  *Config // shared: the detector's, or one made by rules
+	n    int64
+	mean float64 // robust level (EWMA of winsorized values)
+	varc float64 // robust spread (EWMA of squared winsorized deviations)
+	last float64
+	// Anomaly likelihood: long-run level and spread of the raw z-score.
+	lmean, lvar float64
+	run         int32   // identical consecutive values, including the last
+	out         int32   // consecutive values beyond the clip bound: + above, - below
+	maxRun      int32   // longest run of one value seen so far
+	quiet       int32   // readings left in the refractory period after a detection
+	lastTS      int64   // time of the last reading, Unix nanoseconds
+	cadence     float64 // usual time between readings, seconds (EWMA)
+	moved       bool    // the series ever changed value (a constant series is not "stuck")
+	alert       alertState
 }
 
 // Observe updates the series with value v at ts and returns the strongest
@@ -25,13 +37,18 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 	// Static limits first: a later scorer replaces a finding only with a
 	// strictly higher score, so a crossed limit (score 1) always names the kind.
 	best := limit(cfg, metric, v)
-	if f := s.stuck(cfg, v); f.Score > best.Score {
+	st := s.stuck(cfg, v)
+	if st.Score > best.Score {
+		best = st
+	}
+	if f := s.likelihood(cfg, s.zscore(cfg, v)); f.Score > best.Score {
 		best = f
 	}
-	if f := s.zscore(cfg, v); f.Score > best.Score {
+	if f := s.gap(cfg, ts); f.Score > best.Score {
 		best = f
 	}
 	s.update(cfg, v)
+	best.Hold = best.Hold || st.Hold
 	return best
 }
 
@@ -50,6 +67,7 @@ func (s *Series) update(cfg *Config, v float64) {
 		if v == s.last {
 			s.run++
 		} else {
+			s.maxRun = max(s.maxRun, s.run)
 			s.run = 1
 			s.moved = true
 		}
@@ -67,6 +85,23 @@ func (s *Series) update(cfg *Config, v float64) {
 	if s.n > int64(cfg.Warmup) {
 		bound := cfg.Z * s.sd()
 		x = math.Min(math.Max(v, s.mean-bound), s.mean+bound)
+		// A run of values beyond the bound on one side is a new level,
+		// not a string of outliers: start the baseline again from it.
+		switch {
+		case v > s.mean+bound:
+			s.out = max(s.out, 0) + 1
+		case v < s.mean-bound:
+			s.out = min(s.out, 0) - 1
+		default:
+			s.out = 0
+		}
+		if s.out >= shiftRun || s.out <= -shiftRun {
+			d := v - s.mean
+			s.mean = v
+			s.varc = math.Max(s.varc, d*d/(cfg.Z*cfg.Z))
+			s.out = 0
+			return
+		}
 	}
 	d := x - s.mean
 	s.mean += alpha * d

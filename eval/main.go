@@ -1,0 +1,184 @@
+// Command eval measures detection quality on the Numenta Anomaly Benchmark:
+// it runs `sensorflow replay` (the live detector) over every NAB series,
+// lays the results out as NAB does, and scores them with the NAB scorer
+// twice: the anomaly_score with NAB's threshold optimization, and the
+// alert column, which is what the live processor would have raised, with
+// the threshold fixed at 1.
+//
+// Run it through `make eval`, which then measures the live pipeline on the
+// simulator's ground truth (e2e TestDetectionQuality).
+package main
+
+import (
+	"bufio"
+	"encoding/csv"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+func main() {
+	nab := flag.String("nab", "../shared/nab", "NAB root (data/, labels/, config/).")
+	scorer := flag.String("scorer", "../shared/tools/nabscore", "Directory of the NAB scorer (a Go main package).")
+	bin := flag.String("bin", "bin/sensorflow", "The sensorflow binary.")
+	out := flag.String("out", "out/eval", "Directory for the results and the report.")
+	rules := flag.String("rules", "", "Detection rules file passed to replay.")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./eval [flags]\n\nScores the live detector on NAB through `sensorflow replay`.\n\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if err := run(*nab, *scorer, *bin, *out, *rules); err != nil {
+		fmt.Fprintln(os.Stderr, "eval:", err)
+		os.Exit(1)
+	}
+}
+
+func run(nab, scorer, bin, out, rules string) error {
+	for _, p := range []*string{&nab, &scorer, &bin, &out} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return err
+		}
+		*p = abs
+	}
+	files, err := filepath.Glob(filepath.Join(nab, "data", "*", "*.csv"))
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("no NAB series under %s/data (%v)", nab, err)
+	}
+	results := filepath.Join(out, "results")
+	if err := os.RemoveAll(results); err != nil {
+		return err
+	}
+	// Replay every series, two at a time.
+	sem := make(chan struct{}, 2)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for _, f := range files {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := replay(bin, rules, f, results); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	fmt.Printf("replayed %d NAB series with %s replay\n\n", len(files), bin)
+	report, err := os.Create(filepath.Join(out, "nab.txt"))
+	if err != nil {
+		return err
+	}
+	defer report.Close()
+	w := io.MultiWriter(os.Stdout, report)
+	for _, s := range []struct {
+		title string
+		args  []string
+	}{
+		{"anomaly_score, threshold optimized per profile (NAB's method)", []string{"-detector", "sensorflow", "-optimize"}},
+		{"alert column (the live processor's alerts), threshold 1", []string{"-detector", "sensorflow_live", "-threshold", "1"}},
+	} {
+		fmt.Fprintf(w, "== %s\n", s.title)
+		cmd := exec.Command("go", append([]string{"run", ".", "-nab", nab, "-results", results}, s.args...)...)
+		cmd.Dir = scorer
+		cmd.Stdout, cmd.Stderr = w, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("nab scorer: %w", err)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Printf("report: %s\n", report.Name())
+	return nil
+}
+
+// replay scores one series into results/sensorflow/<category>/ and writes
+// the alert column as the score into results/sensorflow_live/<category>/.
+func replay(bin, rules, file, results string) error {
+	category := filepath.Base(filepath.Dir(file))
+	name := filepath.Base(file)
+	scored := filepath.Join(results, "sensorflow", category, "sensorflow_"+name)
+	if err := os.MkdirAll(filepath.Dir(scored), 0o755); err != nil {
+		return err
+	}
+	args := []string{"replay", "-input", file, "-output", scored}
+	if rules != "" {
+		args = append(args, "-rules", rules)
+	}
+	if msg, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("replay %s: %v: %s", file, err, msg)
+	}
+	live := filepath.Join(results, "sensorflow_live", category, "sensorflow_live_"+name)
+	if err := os.MkdirAll(filepath.Dir(live), 0o755); err != nil {
+		return err
+	}
+	return alertsAsScores(scored, live)
+}
+
+// alertsAsScores copies a replay output with anomaly_score := alert.
+func alertsAsScores(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	outF, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	r := csv.NewReader(bufio.NewReader(in))
+	bw := bufio.NewWriter(outF)
+	cw := csv.NewWriter(bw)
+	header, err := r.Read()
+	if err != nil {
+		outF.Close()
+		return err
+	}
+	si, ai := index(header, "anomaly_score"), index(header, "alert")
+	if si < 0 || ai < 0 {
+		outF.Close()
+		return fmt.Errorf("%s: no anomaly_score and alert columns", from)
+	}
+	_ = cw.Write(header)
+	for {
+		rec, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			outF.Close()
+			return err
+		}
+		rec[si] = rec[ai]
+		_ = cw.Write(rec)
+	}
+	cw.Flush()
+	if err := errors.Join(cw.Error(), bw.Flush()); err != nil {
+		outF.Close()
+		return err
+	}
+	return outF.Close()
+}
+
+func index(header []string, name string) int {
+	for i, h := range header {
+		if strings.TrimSpace(h) == name {
+			return i
+		}
+	}
+	return -1
+}
