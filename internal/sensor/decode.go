@@ -167,4 +167,3 @@ func fieldIndex(key string) int {
 	}
 	return -1
 }
-
