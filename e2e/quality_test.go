@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,9 @@ func TestDetectionQuality(t *testing.T) {
 	s.sim.AnomalyRate = 0.004
 	s.sim.AnomalyWarmup = 100
 	s.sim.Seed = 11
+	if v, err := strconv.ParseUint(os.Getenv("SENSORFLOW_EVAL_SEED"), 10, 64); err == nil {
+		s.sim.Seed = v // another fleet: make eval SEED=n
+	}
 	s.sim.Start = time.Now().Add(-24 * time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339)
 	sim, err := simulator.New(s.sim, testLogger(t).With("component", "simulator"), prometheus.NewRegistry())
 	require.NoError(t, err)
@@ -68,7 +72,7 @@ func TestDetectionQuality(t *testing.T) {
 		}
 	}
 	q := scoreAlerts(truth, opened, s.sim.Interval)
-	t.Log(q)
+	t.Logf("seed %d: %s", s.sim.Seed, q)
 	if dir := os.Getenv("SENSORFLOW_EVAL_OUT"); dir != "" {
 		require.NoError(t, os.MkdirAll(dir, 0o755))
 		b, _ := json.MarshalIndent(q, "", "  ")
@@ -141,5 +145,3 @@ func scoreAlerts(truth []simulator.GroundTruth, opened []sensor.Alert, interval 
 	}
 	return q
 }
-
-var _ = context.Background

@@ -142,6 +142,7 @@ type Finding struct {
 	// condition that opened it persists (a sensor still stuck).
 	Hold bool
 	dev  float64 // signed distance from the level (zscore only)
+	step float64 // change from the previous value (zscore only)
 }
 
 type seriesKey struct{ device, metric string }

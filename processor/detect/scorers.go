@@ -56,6 +56,7 @@ func (s *Series) zscore(cfg *Config, v float64) Finding {
 	return Finding{
 		Score: 1 - math.Exp2(-r*r),
 		dev:   v - s.mean,
+		step:  v - s.last,
 		Kind:  KindZScore,
 		Low:   s.mean - cfg.Z*sd,
 		High:  s.mean + cfg.Z*sd,
@@ -100,6 +101,7 @@ const (
 	likelihoodAlpha = 0.002 // weight of a new raw score in its long-run level and spread
 	likelihoodFloor = 1e-30 // tail probability that scores 1
 	refractory      = 10    // readings after a detection that score 0 (an open alert stays open)
+	stepWeight      = 1     // divides the step's z before it competes with the level's
 )
 
 // likelihood turns the raw z-score into how unusual it is for this
@@ -113,7 +115,13 @@ const (
 func (s *Series) likelihood(cfg *Config, f Finding) Finding {
 	raw := 0.0
 	if s.n >= 2 {
-		r := math.Abs(f.dev) / s.sd() / rawZ
+		z := math.Abs(f.dev) / s.sd()
+		// Rate of change: a step much larger than the series' usual
+		// steps, even where slow swings make the level's spread wide.
+		if s.n > 2 && s.dvar > 0 {
+			z = math.Max(z, math.Abs(f.step)/math.Sqrt(s.dvar)/stepWeight)
+		}
+		r := z / rawZ
 		raw = 1 - math.Exp2(-r*r)
 	}
 	d := raw - s.lmean

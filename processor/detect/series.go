@@ -19,6 +19,7 @@ type Series struct {
 	mean float64 // robust level (EWMA of winsorized values)
 	varc float64 // robust spread (EWMA of squared winsorized deviations)
 	last float64
+	dvar float64 // spread of the change from one reading to the next (EWMA of squares)
 	// Anomaly likelihood: long-run level and spread of the raw z-score.
 	lmean, lvar float64
 	run         int32   // identical consecutive values, including the last
@@ -64,6 +65,14 @@ func (s *Series) sd() float64 {
 // baseline while a lasting level shift is still learned, slowly.
 func (s *Series) update(cfg *Config, v float64) {
 	if s.n > 0 {
+		// The step spread learns from clipped steps, like the level.
+		st := v - s.last
+		if s.n > int64(cfg.Warmup) && s.dvar > 0 {
+			b := cfg.Z * math.Sqrt(s.dvar)
+			st = math.Min(math.Max(st, -b), b)
+		}
+		a := math.Max(1/float64(s.n), cfg.AlphaMin)
+		s.dvar = (1-a)*s.dvar + a*st*st
 		if v == s.last {
 			s.run++
 		} else {
