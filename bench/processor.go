@@ -326,7 +326,7 @@ func plainInserts(ctx context.Context, sess *gocql.Session, concurrency int, rea
 					return
 				}
 				r := rows[i]
-				err := sess.Query(`INSERT INTO readings (device_id, metric, day, ts, value, site, seq) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
+				err := sess.Query(sink.CQLInsertReading,
 					r.r.DeviceID, r.metric, r.r.TS.Truncate(24*time.Hour), r.r.TS, r.v, r.r.Site, r.r.Seq, ttl).Idempotent(true).Exec()
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err)

@@ -169,9 +169,17 @@ func (p *Processor) prepare(det *detect.Detector, batch []kafka.Message) *work {
 	wk := &work{msgs: batch}
 	b := &wk.b
 	b.Readings = make([]sensor.Reading, 0, len(batch))
+	// Lag per partition at its last message of the batch, set once per
+	// partition rather than once per reading.
+	lag := map[int]int64{}
+	defer func() {
+		for part, n := range lag {
+			p.m.lag.WithLabelValues(strconv.Itoa(part)).Set(float64(n))
+		}
+	}()
 	for i := range batch {
 		m := &batch[i]
-		p.m.lag.WithLabelValues(strconv.Itoa(m.Partition)).Set(float64(m.HighWaterMark - m.Offset - 1))
+		lag[m.Partition] = m.HighWaterMark - m.Offset - 1
 		r, err := sensor.ParseReading(m.Value)
 		if err != nil {
 			p.m.readings.WithLabelValues("rejected").Inc()

@@ -23,11 +23,12 @@ const gapFactor = 5
 // the interval; a gap itself moves it little.
 func (s *Series) gap(cfg *Config, ts time.Time) Finding {
 	t := ts.UnixNano()
-	defer func() { s.lastTS = t }()
-	if s.n < 2 || s.lastTS == 0 {
+	prev := s.lastTS
+	s.lastTS = t
+	if s.n < 2 || prev == 0 {
 		return Finding{Kind: KindGap}
 	}
-	dt := float64(t-s.lastTS) / 1e9
+	dt := float64(t-prev) / 1e9
 	if dt <= 0 {
 		return Finding{Kind: KindGap}
 	}

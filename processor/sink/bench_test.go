@@ -77,7 +77,7 @@ func plainRows(b *testing.B, sess *gocql.Session, concurrency, n, offset int, st
 				}
 				k += offset
 				ts := start.Add(time.Duration(k) * time.Millisecond)
-				err := sess.Query(`INSERT INTO readings (device_id, metric, day, ts, value, site, seq) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
+				err := sess.Query(sink.CQLInsertReading,
 					fmt.Sprintf("dev-%05d", k%100), "temperature", ts.Truncate(24*time.Hour), ts, float64(k), "site-0", int64(k), 2592000).Idempotent(true).Exec()
 				if err != nil {
 					b.Error(err)

@@ -263,7 +263,9 @@ func NewCassandra(ctx context.Context, cfg CassandraConfig) (*Cassandra, error) 
 }
 
 const (
-	cqlInsertReading = `INSERT INTO readings (device_id, metric, day, ts, value, site, seq) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?`
+	// CQLInsertReading is the sink's statement for one reading of one
+	// metric; benchmarks use it for their plain-gocql ceiling.
+	CQLInsertReading = `INSERT INTO readings (device_id, metric, day, ts, value, site, seq) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?`
 	cqlAlertColumns  = `started_at, alert_id, site, metric, kind, severity, state, score, value, expected_low, expected_high, ts, resolved_at, message`
 	cqlInsertAlertD  = `INSERT INTO alerts_by_device (device_id, ` + cqlAlertColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	cqlInsertAlertY  = `INSERT INTO alerts_by_day (day, device_id, ` + cqlAlertColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -295,7 +297,7 @@ func (s *Cassandra) Write(ctx context.Context, b Batch) error {
 		r := &b.Readings[i]
 		day := civilDay(r.TS)
 		for _, name := range r.MetricNames() {
-			exec(s.sess.Query(cqlInsertReading, r.DeviceID, name, day, r.TS, r.Metrics[name], r.Site, r.Seq, s.ttl))
+			exec(s.sess.Query(CQLInsertReading, r.DeviceID, name, day, r.TS, r.Metrics[name], r.Site, r.Seq, s.ttl))
 		}
 		d := devices[r.DeviceID]
 		if d == nil {
