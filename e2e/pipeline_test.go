@@ -107,8 +107,9 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// startServices runs the bridge and the processor until the test ends.
-func (s *stack) startServices(t *testing.T, ctx context.Context) {
+// startServices runs the bridge and the processor until the test ends and
+// returns the registry of their metrics.
+func (s *stack) startServices(t *testing.T, ctx context.Context) *prometheus.Registry {
 	log := testLogger(t)
 	reg := prometheus.NewRegistry()
 	b, err := bridge.New(s.bridge, log.With("component", "bridge"), reg)
@@ -129,6 +130,7 @@ func (s *stack) startServices(t *testing.T, ctx context.Context) {
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	require.Eventually(t, func() bool { return b.Ready() == nil && p.Ready() == nil }, 2*time.Minute, 200*time.Millisecond,
 		"bridge and processor not ready")
+	return reg
 }
 
 func TestPipelineEndToEnd(t *testing.T) {
@@ -372,15 +374,21 @@ func readAckLog(t *testing.T, path string) map[string]int {
 }
 
 func influxCounts(t *testing.T, s *stack) map[string]int {
+	return influxQueryCounts(t, s, fmt.Sprintf(`strings.hasPrefix(v: r.device_id, prefix: %q)`, s.sim.DevicePrefix))
+}
+
+// influxQueryCounts counts the temperature points per device that match a
+// Flux predicate on r.
+func influxQueryCounts(t *testing.T, s *stack, predicate string) map[string]int {
 	cfg := s.processor.Influx
 	cl := influxdb2.NewClient(cfg.URL, cfg.Token)
 	defer cl.Close()
-	q := fmt.Sprintf(`from(bucket: %q)
+	q := fmt.Sprintf(`import "strings"
+from(bucket: %q)
   |> range(start: -30d)
-  |> filter(fn: (r) => r._measurement == "readings" and r._field == "temperature" and strings.hasPrefix(v: r.device_id, prefix: %q))
+  |> filter(fn: (r) => r._measurement == "readings" and r._field == "temperature" and %s)
   |> group(columns: ["device_id"])
-  |> count()`, cfg.Bucket, s.sim.DevicePrefix)
-	q = "import \"strings\"\n" + q
+  |> count()`, cfg.Bucket, predicate)
 	res, err := cl.QueryAPI(cfg.Org).Query(context.Background(), q)
 	if err != nil {
 		t.Logf("influx query: %v", err)

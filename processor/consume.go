@@ -246,6 +246,7 @@ func (p *Processor) deadLetter(m *kafka.Message, err error) kafka.Message {
 	if errors.As(err, &rej) {
 		reason, detail = rej.Reason, rej.Detail
 	}
+	p.m.rejected.WithLabelValues(reason).Inc()
 	return kafka.Message{
 		Topic: p.cfg.Kafka.DeadLetterTopic,
 		Key:   m.Key,

@@ -1,9 +1,14 @@
 package processor
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sensorflow/sensorflow/internal/sensor"
+)
 
 type metrics struct {
 	readings    *prometheus.CounterVec // result: stored, rejected
+	rejected    *prometheus.CounterVec // reason
 	alerts      *prometheus.CounterVec // result: open, resolved
 	batches     *prometheus.CounterVec // result: committed, commit_error
 	sinkWrites  *prometheus.CounterVec // sink, result: ok, error
@@ -18,6 +23,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		readings: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sensorflow_processor_readings_total", Help: "Readings consumed, by result (stored in every sink, or rejected to the dead-letter topic).",
 		}, []string{"result"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sensorflow_processor_rejected_total", Help: "Messages of the readings topic sent to the dead-letter topic, by reason (only producers other than the bridge write such messages).",
+		}, []string{"reason"}),
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sensorflow_processor_alerts_total", Help: "Alert events published, by result (open or resolved).",
 		}, []string{"result"}),
@@ -41,9 +49,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sensorflow_processor_open_alerts", Help: "Alerts currently open.",
 		}),
 	}
-	reg.MustRegister(m.readings, m.alerts, m.batches, m.sinkWrites, m.sinkSeconds, m.lag, m.series, m.openAlerts)
+	reg.MustRegister(m.readings, m.rejected, m.alerts, m.batches, m.sinkWrites, m.sinkSeconds, m.lag, m.series, m.openAlerts)
 	for _, r := range []string{"stored", "rejected"} {
 		m.readings.WithLabelValues(r)
+	}
+	for _, r := range sensor.Reasons {
+		m.rejected.WithLabelValues(r)
 	}
 	for _, r := range []string{"open", "resolved"} {
 		m.alerts.WithLabelValues(r)

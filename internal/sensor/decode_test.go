@@ -36,9 +36,9 @@ func TestDecodeValid(t *testing.T) {
 			want:    Reading{DeviceID: "dev-00042", Site: "plant-1", TS: received, Metrics: map[string]float64{"v": -0.001}},
 		},
 		{
-			name:    "tiny number underflows to zero",
-			payload: `{"metrics":{"v":1e-400}}`,
-			want:    Reading{DeviceID: "dev-00042", Site: "plant-1", TS: received, Metrics: map[string]float64{"v": 0}},
+			name:    "zero with a large exponent, and the smallest subnormal",
+			payload: `{"metrics":{"v":0.000e-400,"w":5e-324}}`,
+			want:    Reading{DeviceID: "dev-00042", Site: "plant-1", TS: received, Metrics: map[string]float64{"v": 0, "w": 5e-324}},
 		},
 		{
 			name:    "whitespace around",
@@ -84,6 +84,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"NaN string", `{"metrics":{"v":"NaN"}}`, ReasonWrongType},
 		{"Infinity string", `{"metrics":{"v":"Infinity"}}`, ReasonWrongType},
 		{"huge number", `{"metrics":{"v":1e999}}`, ReasonValueOutOfRange},
+		{"number that underflows to zero", `{"metrics":{"v":-2.5e-400}}`, ReasonValueOutOfRange},
 		{"huge negative", `{"metrics":{"v":-1e309}}`, ReasonValueOutOfRange},
 		{"boolean metric", `{"metrics":{"v":true}}`, ReasonWrongType},
 		{"null metric", `{"metrics":{"v":null}}`, ReasonWrongType},

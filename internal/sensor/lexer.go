@@ -302,6 +302,9 @@ func (l *lexer) metricsValue() (map[string]float64, error) {
 		if err != nil || math.IsInf(v, 0) {
 			return nil, reject(ReasonValueOutOfRange, "metric %q value %+q is outside the float64 range", name, safe(string(n)))
 		}
+		if v == 0 && nonZeroMantissa(n) {
+			return nil, reject(ReasonValueOutOfRange, "metric %q value %+q is too small for a float64 and would be stored as 0", name, safe(string(n)))
+		}
 		m[name] = v
 	}
 	if err != nil {
@@ -311,4 +314,18 @@ func (l *lexer) metricsValue() (map[string]float64, error) {
 		return nil, reject(ReasonNoMetrics, "metrics is empty")
 	}
 	return m, nil
+}
+
+// nonZeroMantissa reports whether a JSON number has a non-zero digit before
+// its exponent: such a number that parses to 0 underflowed.
+func nonZeroMantissa(n []byte) bool {
+	for _, c := range n {
+		switch {
+		case c == 'e' || c == 'E':
+			return false
+		case '1' <= c && c <= '9':
+			return true
+		}
+	}
+	return false
 }
