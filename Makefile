@@ -4,7 +4,7 @@ GO ?= go
 SERVICES := deploy/local/services.sh
 export SENSORFLOW_REQUIRE_SERVICES ?= 1
 
-.PHONY: browser build fuzz bench eval run test test-short lint services services-down services-status clean
+.PHONY: browser build fuzz bench eval faults run test test-short lint services services-down services-status clean
 
 build: ## build bin/sensorflow
 	CGO_ENABLED=0 $(GO) build -o bin/sensorflow .

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/sensorflow/sensorflow/internal/harness"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -25,6 +26,7 @@ func (b *bench) kafkaConfig(id string) kafkax.Config {
 		Partitions:        6,
 		ReplicationFactor: 1,
 		CreateTopics:      true,
+		SessionTimeout:    10 * time.Second,
 	}
 }
 
@@ -67,11 +69,11 @@ func (b *bench) bridge(ctx context.Context) error {
 	ceilingLoad := makeLoad(id+"-c", n, 1000)
 	bridgeLoad := makeLoad(id+"-b", n, 1000)
 
-	br, err := startProc(ctx, b.cfg.bin, b.cfg.out+"/logs", "bench-bridge", b.bridgeArgs(id, id+"-b", k, false)...)
+	br, err := harness.Start(ctx, b.cfg.bin, b.cfg.out+"/logs", "bench-bridge", b.bridgeArgs(id, id+"-b", k, false)...)
 	if err != nil {
 		return err
 	}
-	defer br.stop()
+	defer br.Stop()
 	pubs, err := connectPublishers(b.mqttConfig(), id, b.cfg.bridgePublishers)
 	if err != nil {
 		return err
@@ -88,7 +90,7 @@ func (b *bench) bridge(ctx context.Context) error {
 			return err
 		}
 		c.target.Store(int64(n))
-		b0, tot0 := machineCPU()
+		b0, tot0 := harness.MachineCPU()
 		t0 := time.Now()
 		if err := pubs.publish(ctx, ceilingLoad, window); err != nil {
 			c.client.Disconnect(0)
@@ -103,31 +105,31 @@ func (b *bench) bridge(ctx context.Context) error {
 		}
 		c.client.Disconnect(100)
 		ceil = append(ceil, float64(n)/t1.Sub(t0).Seconds())
-		ceilBusy := busySince(b0, tot0)
+		ceilBusy := harness.BusySince(b0, tot0)
 
 		// The bridge.
-		base, err := br.metric("sensorflow_bridge_messages_total", forwarded)
+		base, err := br.Metric("sensorflow_bridge_messages_total", forwarded)
 		if err != nil {
 			return err
 		}
-		cpu0, _ := br.cpu()
-		b0, tot0 = machineCPU()
+		cpu0, _ := br.CPU()
+		b0, tot0 = harness.MachineCPU()
 		t0 = time.Now()
 		var prof <-chan error
 		if round == 0 {
-			prof = br.profile(5*time.Second, b.cfg.out+"/profiles/bridge.cpu.pprof")
+			prof = br.Profile(5*time.Second, b.cfg.out+"/profiles/bridge.cpu.pprof")
 		}
 		errc := make(chan error, 1)
 		go func() { errc <- pubs.publish(ctx, bridgeLoad, window) }()
-		t1, err = br.waitMetric(ctx, "sensorflow_bridge_messages_total", forwarded, base+float64(n), 120*time.Second)
+		t1, err = br.WaitMetric(ctx, "sensorflow_bridge_messages_total", forwarded, base+float64(n), 120*time.Second)
 		if err != nil {
 			return err
 		}
 		if err := <-errc; err != nil {
 			return fmt.Errorf("publishing: %w", err)
 		}
-		cpu1, _ := br.cpu()
-		bridgeBusy := busySince(b0, tot0)
+		cpu1, _ := br.CPU()
+		bridgeBusy := harness.BusySince(b0, tot0)
 		if prof != nil {
 			if err := <-prof; err != nil {
 				b.log.Warn("bridge profile", "err", err)
@@ -138,7 +140,7 @@ func (b *bench) bridge(ctx context.Context) error {
 		b.log.Info("bridge round", "round", round, "ceiling_msg_s", int(ceil[round]), "bridge_msg_s", int(rate[round]), "cpu_us_per_msg", cpuPer[round],
 			"machine_busy_ceiling", fmt.Sprintf("%.0f%%", 100*ceilBusy), "machine_busy_bridge", fmt.Sprintf("%.0f%%", 100*bridgeBusy))
 	}
-	_, peak, _ := br.memory()
+	_, peak, _ := br.Memory()
 	b.add(result{Section: "bridge", Name: "MQTT QoS 1 → Kafka acks=all", Value: best(rate), Unit: "msg/s", Ceiling: best(ceil), Target: 0.95,
 		Note: fmt.Sprintf("%d messages per round from %d publishers, best of %d rounds; ceiling: a plain QoS 1 subscriber on the same broker", n, b.cfg.bridgePublishers, b.cfg.rounds)})
 	b.add(result{Section: "bridge", Name: "CPU per message", Value: lowest(cpuPer), Unit: "µs", Target: 10, Lower: true,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/sensorflow/sensorflow/internal/harness"
 	"math"
 	"slices"
 	"strconv"
@@ -58,16 +59,16 @@ func (b *bench) endToEnd(ctx context.Context) error {
 	keyspace := strings.ReplaceAll(id, "-", "_")
 	defer b.dropKeyspace(keyspace)
 
-	br, err := startProc(ctx, b.cfg.bin, b.cfg.out+"/logs", "e2e-bridge", b.bridgeArgs(id, prefix, k, true)...)
+	br, err := harness.Start(ctx, b.cfg.bin, b.cfg.out+"/logs", "e2e-bridge", b.bridgeArgs(id, prefix, k, true)...)
 	if err != nil {
 		return err
 	}
-	defer br.stop()
-	pr, err := startProc(ctx, b.cfg.bin, b.cfg.out+"/logs", "e2e-processor", b.processorArgs(id, k, true, b.cfg.e2eCassandra, keyspace)...)
+	defer br.Stop()
+	pr, err := harness.Start(ctx, b.cfg.bin, b.cfg.out+"/logs", "e2e-processor", b.processorArgs(id, k, true, b.cfg.e2eCassandra, keyspace)...)
 	if err != nil {
 		return err
 	}
-	defer pr.stop()
+	defer pr.Stop()
 
 	// Alerts at the edge: the time from a reading's publish (its ts) to
 	// the MQTT message of the alert it opened.
@@ -156,9 +157,9 @@ func (b *bench) endToEnd(ctx context.Context) error {
 	spikeUntil := map[int]int{} // device → last step of its spike
 	nextProbe := time.Now()
 	start := time.Now()
-	busy0, total0 := machineCPU()
-	cpuB0, _ := br.cpu()
-	cpuP0, _ := pr.cpu()
+	busy0, total0 := harness.MachineCPU()
+	cpuB0, _ := br.CPU()
+	cpuP0, _ := pr.CPU()
 	var lastTS time.Time
 	next := func(i int, now time.Time) (string, []byte) {
 		// Every reading gets its own timestamp, even when a late tick
@@ -200,15 +201,15 @@ func (b *bench) endToEnd(ctx context.Context) error {
 		return fmt.Errorf("publishing: %w", err)
 	}
 	elapsed := time.Since(start)
-	busy := busySince(busy0, total0)
+	busy := harness.BusySince(busy0, total0)
 	b.log.Info("e2e published", "sent", sent, "acked", acked, "rate", int(float64(sent)/elapsed.Seconds()))
 
 	// Every acknowledged reading stored, then counted in InfluxDB.
-	if _, err := pr.waitMetric(ctx, "sensorflow_processor_readings_total", map[string]string{"result": "stored"}, float64(acked), 5*time.Minute); err != nil {
+	if _, err := pr.WaitMetric(ctx, "sensorflow_processor_readings_total", map[string]string{"result": "stored"}, float64(acked), 5*time.Minute); err != nil {
 		return err
 	}
-	cpuB1, _ := br.cpu()
-	cpuP1, _ := pr.cpu()
+	cpuB1, _ := br.CPU()
+	cpuP1, _ := pr.CPU()
 	close(probes)
 	<-pollerDone
 	time.Sleep(2 * time.Second) // the last alerts
@@ -226,8 +227,8 @@ func (b *bench) endToEnd(ctx context.Context) error {
 	}
 	res.Close()
 	lost := acked - inInflux
-	_, bridgePeak, _ := br.memory()
-	_, procPeak, _ := pr.memory()
+	_, bridgePeak, _ := br.Memory()
+	_, procPeak, _ := pr.Memory()
 
 	p50, p99, mx, n := alertLat.quantiles()
 	amu.Lock()

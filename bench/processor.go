@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/sensorflow/sensorflow/internal/harness"
 	"io"
 	"math"
 	"net/http"
@@ -162,30 +163,30 @@ func (b *bench) processorArgs(id string, k kafkax.Config, influx, cassandra bool
 // readings/s from the first stored batch to the last, its CPU per reading
 // and its peak memory.
 func (b *bench) runProcessor(ctx context.Context, name string, args []string, n int, profile string) (rate, cpuPer float64, peak int64, err error) {
-	p, err := startProc(ctx, b.cfg.bin, b.cfg.out+"/logs", name, args...)
+	p, err := harness.Start(ctx, b.cfg.bin, b.cfg.out+"/logs", name, args...)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	defer p.stop()
+	defer p.Stop()
 	stored := map[string]string{"result": "stored"}
-	t0, err := p.waitMetric(ctx, "sensorflow_processor_readings_total", stored, 1, 120*time.Second)
+	t0, err := p.WaitMetric(ctx, "sensorflow_processor_readings_total", stored, 1, 120*time.Second)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	n0, _ := p.metric("sensorflow_processor_readings_total", stored)
-	cpu0, _ := p.cpu()
-	busy0, total0 := machineCPU()
+	n0, _ := p.Metric("sensorflow_processor_readings_total", stored)
+	cpu0, _ := p.CPU()
+	busy0, total0 := harness.MachineCPU()
 	var prof <-chan error
 	if profile != "" {
-		prof = p.profile(5*time.Second, profile)
+		prof = p.Profile(5*time.Second, profile)
 	}
-	t1, err := p.waitMetric(ctx, "sensorflow_processor_readings_total", stored, float64(n), 300*time.Second)
+	t1, err := p.WaitMetric(ctx, "sensorflow_processor_readings_total", stored, float64(n), 300*time.Second)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	cpu1, _ := p.cpu()
-	b.log.Info("processor run", "name", name, "machine_busy", fmt.Sprintf("%.0f%%", 100*busySince(busy0, total0)))
-	_, peak, _ = p.memory()
+	cpu1, _ := p.CPU()
+	b.log.Info("processor run", "name", name, "machine_busy", fmt.Sprintf("%.0f%%", 100*harness.BusySince(busy0, total0)))
+	_, peak, _ = p.Memory()
 	if prof != nil {
 		if err := <-prof; err != nil {
 			b.log.Warn("processor profile", "err", err)
@@ -209,7 +210,7 @@ func (b *bench) processor(ctx context.Context) error {
 
 		// Ceiling: the same line protocol straight to InfluxDB.
 		bodies, points := encodeBodies(makeReadings(id+"-c", n, 2000), batch, influxLines, detectCfg)
-		busy0, total0 := machineCPU()
+		busy0, total0 := harness.MachineCPU()
 		t0 := time.Now()
 		for _, body := range bodies {
 			if err := b.influxPost(ctx, cl, b.influxWriteURL(), body); err != nil {
@@ -218,7 +219,7 @@ func (b *bench) processor(ctx context.Context) error {
 		}
 		ceil = append(ceil, float64(n)/time.Since(t0).Seconds())
 		b.log.Info("influxdb ceiling", "round", round, "points", points, "requests", len(bodies), "readings_s", int(ceil[round]), "points_s", int(float64(points)/time.Since(t0).Seconds()),
-			"machine_busy", fmt.Sprintf("%.0f%%", 100*busySince(busy0, total0)))
+			"machine_busy", fmt.Sprintf("%.0f%%", 100*harness.BusySince(busy0, total0)))
 		bodies = nil
 
 		// The processor, over a topic filled beforehand.

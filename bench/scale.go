@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/sensorflow/sensorflow/internal/harness"
 	"math/rand/v2"
 	"runtime"
 	"strconv"
@@ -83,7 +84,7 @@ func (b *bench) scale(ctx context.Context) error {
 func (b *bench) simulatorScale(ctx context.Context) error {
 	id := b.id + "-sim"
 	n := b.cfg.simDevices
-	p, err := startProc(ctx, b.cfg.bin, b.cfg.out+"/logs", "bench-simulator",
+	p, err := harness.Start(ctx, b.cfg.bin, b.cfg.out+"/logs", "bench-simulator",
 		"-target=simulator",
 		"-mqtt.url="+b.srv.MQTTURL,
 		"-mqtt.topic-prefix="+id,
@@ -96,28 +97,28 @@ func (b *bench) simulatorScale(ctx context.Context) error {
 	}
 	acked := map[string]string{"result": "acked"}
 	t0 := time.Now()
-	cpu0, _ := p.cpu()
-	n0, _ := p.metric("sensorflow_simulator_readings_total", acked)
+	cpu0, _ := p.CPU()
+	n0, _ := p.Metric("sensorflow_simulator_readings_total", acked)
 	var n1 float64
 	var cpu1 time.Duration
 	var peak int64
 	for {
 		select {
-		case <-p.done:
+		case <-p.Done():
 			return fmt.Errorf("the simulator exited before -simulator.duration")
 		case <-time.After(time.Second):
 		}
-		if v, err := p.metric("sensorflow_simulator_readings_total", acked); err == nil {
+		if v, err := p.Metric("sensorflow_simulator_readings_total", acked); err == nil {
 			n1 = v
 		}
-		cpu1, _ = p.cpu()
-		_, peak, _ = p.memory()
+		cpu1, _ = p.CPU()
+		_, peak, _ = p.Memory()
 		if time.Since(t0) >= b.cfg.simDuration-2*time.Second {
 			break
 		}
 	}
 	elapsed := time.Since(t0)
-	if err := p.stop(); err != nil {
+	if err := p.Stop(); err != nil {
 		b.log.Warn("simulator exit", "err", err)
 	}
 	rate := (n1 - n0) / elapsed.Seconds()

@@ -46,6 +46,9 @@ func (b *Bridge) mirrorAlerts(ctx context.Context) error {
 		StartOffset:    kafka.FirstOffset,
 		MaxWait:        500 * time.Millisecond,
 		CommitInterval: time.Second,
+		// A crashed member's partitions wait this long for a new owner.
+		SessionTimeout:    b.cfg.Kafka.SessionTimeout,
+		HeartbeatInterval: min(3*time.Second, b.cfg.Kafka.SessionTimeout/3),
 	})
 	defer r.Close()
 	for {

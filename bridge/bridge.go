@@ -58,7 +58,7 @@ type Config struct {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	host, _ := os.Hostname()
 	fs.StringVar(&c.ClientID, "bridge.client-id", "sensorflow-bridge-"+host, "MQTT client id of the bridge; keep it stable so its persistent session survives restarts.")
-	fs.StringVar(&c.ShareGroup, "bridge.share-group", "sensorflow-bridge", "MQTT shared-subscription group that bridges split telemetry in (empty: plain subscription).")
+	fs.StringVar(&c.ShareGroup, "bridge.share-group", "", "MQTT shared-subscription group for several bridges to split telemetry in (empty: one bridge, plain subscription; see the bridge README before sharing).")
 	fs.IntVar(&c.QueueSize, "bridge.queue-size", 20000, "Messages buffered between the MQTT client and the Kafka writer; keep it above the broker's max_inflight_messages.")
 	fs.IntVar(&c.BatchSize, "bridge.batch-size", 1000, "Most messages per Kafka write.")
 	fs.DurationVar(&c.Linger, "bridge.linger", 5*time.Millisecond, "Longest wait to fill a batch.")

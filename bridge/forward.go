@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -22,10 +23,12 @@ const maxDeadLetterPayload = 256 << 10
 // forward runs the MQTT → Kafka path until ctx ends.
 func (b *Bridge) forward(ctx context.Context) error {
 	q := make(chan mqtt.Message, b.cfg.QueueSize)
+	var lastIn atomic.Int64 // unix nanoseconds of the latest message
 	enqueue := func(_ mqtt.Client, m mqtt.Message) {
 		// Never blocks in steady state: the queue is larger than the
 		// broker's in-flight window, and nothing is acknowledged (so the
 		// window does not move) until the writer drained the queue.
+		lastIn.Store(time.Now().UnixNano())
 		q <- m
 	}
 	filter := b.topics.TelemetryFilter()
@@ -96,7 +99,10 @@ func (b *Bridge) forward(ctx context.Context) error {
 	// the previous batch in Kafka, so decoding overlaps the round trip.
 	// Batches stay in arrival order through both.
 	converted := make(chan *batch, 2)
-	go b.collect(ctx, q, converted)
+	intake, stopIntake := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopIntake()
+	context.AfterFunc(ctx, func() { b.leave(cl, filter, q, &lastIn, stopIntake) })
+	go b.collect(intake, q, converted)
 	for bt := range converted {
 		if err := b.writeBatch(drainCtx, w, bt); err != nil {
 			// Only a drain deadline gets here: leave this batch and the
@@ -121,6 +127,34 @@ type batch struct {
 	out       []kafka.Message
 	forwarded int
 	rejected  map[string]int
+}
+
+// leave ends the intake at shutdown. A plain subscription stays with the
+// persistent session: the broker keeps what arrives and redelivers what is
+// unacknowledged when the bridge is back. A member of a shared subscription
+// unsubscribes first, so the broker sends the group's messages to the other
+// members instead of queueing them for a session that may never return
+// (scaled in, or a new client id), then takes in and acknowledges what the
+// broker had already sent it, until nothing arrived for quietFor (at most
+// -bridge.drain-timeout).
+func (b *Bridge) leave(cl mqtt.Client, filter string, q chan mqtt.Message, lastIn *atomic.Int64, stopIntake func()) {
+	defer stopIntake()
+	if b.cfg.ShareGroup == "" || !cl.IsConnectionOpen() {
+		return
+	}
+	if err := mqttx.Wait(cl.Unsubscribe(filter), 5*time.Second); err != nil {
+		b.log.Warn("leaving the shared subscription failed; the broker keeps queueing for this session", "filter", filter, "err", err)
+		return
+	}
+	const quietFor = 500 * time.Millisecond
+	deadline := time.Now().Add(b.cfg.DrainTimeout)
+	for time.Now().Before(deadline) {
+		if len(q) == 0 && time.Since(time.Unix(0, lastIn.Load())) > quietFor {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.log.Info("left the shared subscription", "filter", filter)
 }
 
 // collect fills batches from q (up to BatchSize, waiting at most Linger

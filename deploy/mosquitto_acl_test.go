@@ -2,10 +2,7 @@ package deploy_test
 
 import (
 	"fmt"
-	"net"
-	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -13,6 +10,8 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sensorflow/sensorflow/internal/testenv"
 )
 
 // The ACL of deploy/mosquitto/acl, enforced by a real Mosquitto: a device
@@ -20,11 +19,10 @@ import (
 // telemetry and writes alerts; alert subscribers only read.
 func TestMosquittoACL(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a Mosquitto")
+		t.Skip("starts a Mosquitto (skipped with -short)")
 	}
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		if os.Getenv("SENSORFLOW_REQUIRE_SERVICES") == "1" {
+	if _, err := exec.LookPath("mosquitto_passwd"); err != nil {
+		if testenv.Required() {
 			t.Fatal("mosquitto is not installed: run `make services`")
 		}
 		t.Skip("mosquitto is not installed: run `make services`")
@@ -42,19 +40,10 @@ func TestMosquittoACL(t *testing.T) {
 	}
 	acl, err := filepath.Abs("mosquitto/acl")
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	conf := filepath.Join(dir, "mosquitto.conf")
-	me, err := user.Current()
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(conf, []byte(fmt.Sprintf(
-		"per_listener_settings false\nuser %s\nlistener %d 127.0.0.1\nallow_anonymous false\npassword_file %s\nacl_file %s\n",
-		me.Username, port, passwd, acl)), 0o600))
-	cmd := exec.Command(bin, "-c", conf)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	port := testenv.FreePort(t)
+	testenv.PrivateMosquitto(t, fmt.Sprintf(
+		"per_listener_settings false\nlistener %d 127.0.0.1\nallow_anonymous false\npassword_file %s\nacl_file %s\n",
+		port, passwd, acl), port)
 	url := fmt.Sprintf("tcp://127.0.0.1:%d", port)
 
 	type inbox struct {

@@ -36,6 +36,9 @@ func (p *Processor) consume(ctx context.Context) error {
 		QueueCapacity:  p.cfg.BatchSize,
 		ReadBackoffMin: 100 * time.Millisecond,
 		ReadBackoffMax: 2 * time.Second,
+		// A crashed member's partitions wait this long for a new owner.
+		SessionTimeout:    p.cfg.Kafka.SessionTimeout,
+		HeartbeatInterval: min(3*time.Second, p.cfg.Kafka.SessionTimeout/3),
 	})
 	defer r.Close()
 	w, err := p.cfg.Kafka.Writer(1000, 5*time.Millisecond)

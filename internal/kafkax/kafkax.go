@@ -32,6 +32,7 @@ type Config struct {
 	Partitions        int
 	ReplicationFactor int
 	CreateTopics      bool
+	SessionTimeout    time.Duration
 	SASLMechanism     string
 	SASLUsername      string
 	SASLPassword      string
@@ -48,6 +49,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Partitions, "kafka.partitions", 6, "Partitions of each topic Sensorflow creates.")
 	fs.IntVar(&c.ReplicationFactor, "kafka.replication-factor", 1, "Replication factor of each topic Sensorflow creates.")
 	fs.BoolVar(&c.CreateTopics, "kafka.create-topics", true, "Create missing topics at start-up.")
+	fs.DurationVar(&c.SessionTimeout, "kafka.session-timeout", 10*time.Second, "Consumer group session timeout: how soon the partitions of a crashed consumer move to the others (brokers accept 6s to 30m by default).")
 	fs.StringVar(&c.SASLMechanism, "kafka.sasl.mechanism", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none).")
 	fs.StringVar(&c.SASLUsername, "kafka.sasl.username", "", "SASL username.")
 	fs.StringVar(&c.SASLPassword, "kafka.sasl.password", "", "SASL password; prefer SENSORFLOW_KAFKA_SASL_PASSWORD or -kafka.sasl.password-file.")
@@ -78,6 +80,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Partitions < 1 || c.ReplicationFactor < 1 {
 		return errors.New("kafka.partitions and kafka.replication-factor must be at least 1")
+	}
+	if c.SessionTimeout < time.Second {
+		return errors.New("kafka.session-timeout must be at least 1s")
 	}
 	_, err := c.mechanism()
 	return err

@@ -104,8 +104,10 @@ func openBuffered(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 	}
 	var conn net.Conn
 	var err error
-	switch uri.Scheme {
-	case "ssl", "tls", "mqtts":
+	// TLS for an ssl:// URL, and for any URL when TLS settings were given
+	// (-mqtt.tls, a CA or a client certificate).
+	switch {
+	case uri.Scheme == "ssl" || uri.Scheme == "tls" || uri.Scheme == "mqtts" || o.TLSConfig != nil:
 		tc := o.TLSConfig
 		if tc == nil {
 			tc = &tls.Config{}

@@ -10,10 +10,14 @@
 package testenv
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -112,4 +116,68 @@ func need(t testing.TB, name, hostport string) {
 // keyspaces and client ids: prefix, lowercase letters and digits.
 func Unique(prefix string) string {
 	return fmt.Sprintf("%s%x", prefix, time.Now().UnixNano()&0xffffffffff)
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// PrivateMosquitto starts a Mosquitto of the test's own with conf (listeners
+// and their settings; the user to run as is added) and stops it when the test
+// ends. It waits until every port accepts connections. Without the mosquitto
+// binary the test is skipped, or fails under SENSORFLOW_REQUIRE_SERVICES=1.
+func PrivateMosquitto(t testing.TB, conf string, ports ...int) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a Mosquitto (skipped with -short)")
+	}
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		if Required() {
+			t.Fatal("mosquitto is not installed: run `make services`")
+		}
+		t.Skip("mosquitto is not installed: run `make services`")
+	}
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "mosquitto.conf")
+	if err := os.WriteFile(path, []byte("user "+me.Username+"\n"+conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "-c", path)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	deadline := time.Now().Add(10 * time.Second)
+	for _, port := range ports {
+		for {
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			select {
+			case <-exited:
+				t.Fatalf("mosquitto exited: %s", out.String())
+			case <-time.After(50 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("mosquitto not listening on %d: %s", port, out.String())
+			}
+		}
+	}
 }

@@ -1,4 +1,7 @@
-package main
+// Package harness runs Sensorflow services as their own processes from the
+// real binary and reads their CPU time, memory and metrics: the measuring
+// side of make bench and make faults.
+package harness
 
 import (
 	"bufio"
@@ -21,19 +24,36 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// proc is one sensorflow service run as its own process from the real
+// Proc is one sensorflow service run as its own process from the real
 // binary, so its CPU time and memory are its own.
-type proc struct {
+type Proc struct {
 	name  string
 	cmd   *exec.Cmd
 	admin string
-	done  chan error
+	done  chan struct{} // closed when the process exited
+	err   error         // its exit status, once done is closed
+	log   string
 }
 
-// startProc starts bin with args plus a free admin port, logging to
+// Done is closed when the process has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Err is the exit status, once Done is closed.
+func (p *Proc) Err() error { return p.err }
+
+// Pid is the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Admin is the address of the process's admin server (/metrics, /readyz).
+func (p *Proc) Admin() string { return p.admin }
+
+// Log is the path of the process's log file.
+func (p *Proc) Log() string { return p.log }
+
+// Start starts bin with args plus a free admin port, logging to
 // out/logs/name.log, and waits until /readyz answers 200.
-func startProc(ctx context.Context, bin, logDir, name string, args ...string) (*proc, error) {
-	port, err := freePort()
+func Start(ctx context.Context, bin, logDir, name string, args ...string) (*Proc, error) {
+	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -55,8 +75,8 @@ func startProc(ctx context.Context, bin, logDir, name string, args ...string) (*
 		lf.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, admin: admin, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait(); lf.Close() }()
+	p := &Proc{name: name, cmd: cmd, admin: admin, done: make(chan struct{}), log: lf.Name()}
+	go func() { p.err = cmd.Wait(); lf.Close(); close(p.done) }()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		resp, err := http.Get("http://" + admin + "/readyz")
@@ -67,21 +87,21 @@ func startProc(ctx context.Context, bin, logDir, name string, args ...string) (*
 			}
 		}
 		select {
-		case err := <-p.done:
-			return nil, fmt.Errorf("%s exited before it was ready (%v); see %s", name, err, lf.Name())
+		case <-p.done:
+			return nil, fmt.Errorf("%s exited before it was ready (%v); see %s", name, p.err, lf.Name())
 		case <-ctx.Done():
-			p.kill()
+			p.Kill()
 			return nil, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			p.kill()
+			p.Kill()
 			return nil, fmt.Errorf("%s not ready within 90s; see %s", name, lf.Name())
 		}
 	}
 }
 
-func freePort() (int, error) {
+func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -90,24 +110,26 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// stop sends SIGTERM and waits for a graceful exit.
-func (p *proc) stop() error {
+// Stop sends SIGTERM and waits for a graceful exit.
+func (p *Proc) Stop() error {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-p.done:
-		return err
+	case <-p.done:
+		return p.err
 	case <-time.After(60 * time.Second):
-		p.kill()
+		p.Kill()
 		return fmt.Errorf("%s did not stop within 60s of SIGTERM", p.name)
 	}
 }
 
-func (p *proc) kill() {
+// Kill sends SIGKILL and waits for the process to be gone.
+func (p *Proc) Kill() {
 	_ = p.cmd.Process.Kill()
+	<-p.done
 }
 
-// metric sums the samples of a counter or gauge whose labels include want.
-func (p *proc) metric(name string, want map[string]string) (float64, error) {
+// Metric sums the samples of a counter or gauge whose labels include want.
+func (p *Proc) Metric(name string, want map[string]string) (float64, error) {
 	resp, err := http.Get("http://" + p.admin + "/metrics")
 	if err != nil {
 		return 0, err
@@ -146,12 +168,12 @@ next:
 	return sum, nil
 }
 
-// waitMetric polls a metric until it reaches at least n and returns the time
+// WaitMetric polls a metric until it reaches at least n and returns the time
 // it was first seen there.
-func (p *proc) waitMetric(ctx context.Context, name string, labels map[string]string, n float64, timeout time.Duration) (time.Time, error) {
+func (p *Proc) WaitMetric(ctx context.Context, name string, labels map[string]string, n float64, timeout time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		v, err := p.metric(name, labels)
+		v, err := p.Metric(name, labels)
 		if err == nil && v >= n {
 			return time.Now(), nil
 		}
@@ -159,8 +181,8 @@ func (p *proc) waitMetric(ctx context.Context, name string, labels map[string]st
 			return time.Time{}, fmt.Errorf("%s: %s reached %.0f of %.0f within %s", p.name, name, v, n, timeout)
 		}
 		select {
-		case err := <-p.done:
-			return time.Time{}, fmt.Errorf("%s exited: %v", p.name, err)
+		case <-p.done:
+			return time.Time{}, fmt.Errorf("%s exited: %v", p.name, p.err)
 		case <-ctx.Done():
 			return time.Time{}, ctx.Err()
 		case <-time.After(25 * time.Millisecond):
@@ -168,12 +190,12 @@ func (p *proc) waitMetric(ctx context.Context, name string, labels map[string]st
 	}
 }
 
-// cpu returns the user+system CPU time the process used so far.
-func (p *proc) cpu() (time.Duration, error) {
-	return procCPU(p.cmd.Process.Pid)
+// CPU returns the user+system CPU time the process used so far.
+func (p *Proc) CPU() (time.Duration, error) {
+	return PidCPU(p.cmd.Process.Pid)
 }
 
-func procCPU(pid int) (time.Duration, error) {
+func PidCPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
@@ -194,12 +216,12 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / hz, nil
 }
 
-// memory returns the current and peak resident set size in bytes.
-func (p *proc) memory() (rss, peak int64, err error) {
-	return procMemory(p.cmd.Process.Pid)
+// Memory returns the current and peak resident set size in bytes.
+func (p *Proc) Memory() (rss, peak int64, err error) {
+	return PidMemory(p.cmd.Process.Pid)
 }
 
-func procMemory(pid int) (rss, peak int64, err error) {
+func PidMemory(pid int) (rss, peak int64, err error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, 0, err
@@ -222,9 +244,9 @@ func procMemory(pid int) (rss, peak int64, err error) {
 	return rss, peak, sc.Err()
 }
 
-// profile records a CPU profile of the process for d into path, in the
+// Profile records a CPU profile of the process for d into path, in the
 // background; wait on the returned channel for it to be written.
-func (p *proc) profile(d time.Duration, path string) <-chan error {
+func (p *Proc) Profile(d time.Duration, path string) <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.admin, int(d.Seconds())))
@@ -251,9 +273,9 @@ func (p *proc) profile(d time.Duration, path string) <-chan error {
 	return done
 }
 
-// machineCPU returns the machine's busy and total CPU time in jiffies, from
+// MachineCPU returns the machine's busy and total CPU time in jiffies, from
 // the first line of /proc/stat.
-func machineCPU() (busy, total int64) {
+func MachineCPU() (busy, total int64) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, 0
@@ -270,9 +292,9 @@ func machineCPU() (busy, total int64) {
 	return busy, total
 }
 
-// busySince returns the share of the machine's CPU busy since the sample.
-func busySince(busy0, total0 int64) float64 {
-	busy, total := machineCPU()
+// BusySince returns the share of the machine's CPU busy since the sample.
+func BusySince(busy0, total0 int64) float64 {
+	busy, total := MachineCPU()
 	if total == total0 {
 		return 0
 	}

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gocql/gocql"
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sensorflow/sensorflow/internal/kafkax"
+	"github.com/sensorflow/sensorflow/processor/sink"
+)
+
+// row is one scenario's outcome.
+type row struct {
+	scenario, what            string
+	published, acked          int64
+	inInflux, inCassandra     int64
+	lostInflux, lostCassandra int64
+	unacked                   int64 // stored although not acknowledged (the PUBACK was lost)
+	dupRows                   int64 // rows beyond one per (device, ts), over both stores
+	redelivered               int64 // readings-topic messages beyond one per (device, ts)
+	alerts, dupAlerts         int64
+	recovery                  time.Duration
+	peakBridge, peakProcessor int64
+	err, failed               string
+}
+
+// verdict is empty when the scenario kept its promises.
+func (r *row) verdict(sc scenario, cfg config) string {
+	var bad []string
+	if r.err != "" {
+		bad = append(bad, r.err)
+	}
+	if r.acked == 0 && r.err == "" {
+		bad = append(bad, "nothing was acknowledged")
+	}
+	if r.lostInflux+r.lostCassandra > 0 {
+		bad = append(bad, fmt.Sprintf("%d acknowledged readings missing from InfluxDB, %d from Cassandra", r.lostInflux, r.lostCassandra))
+	}
+	if r.dupRows > 0 {
+		bad = append(bad, fmt.Sprintf("%d duplicate rows", r.dupRows))
+	}
+	if r.dupAlerts > 0 {
+		bad = append(bad, fmt.Sprintf("%d duplicate alert events", r.dupAlerts))
+	}
+	if sc.memory {
+		if r.peakBridge > cfg.memBudget<<20 || r.peakProcessor > cfg.memBudget<<20 {
+			bad = append(bad, fmt.Sprintf("peak RSS bridge %d MiB, processor %d MiB, over the %d MiB budget", r.peakBridge>>20, r.peakProcessor>>20, cfg.memBudget))
+		}
+	}
+	return strings.Join(bad, "; ")
+}
+
+type key struct {
+	device string
+	ts     int64 // Unix milliseconds: Cassandra's precision
+}
+
+// verify waits until both stores hold every acknowledged reading (or the
+// settle time passed), then compares them with the acknowledgement log
+// reading by reading.
+func (r *run) verify(ctx context.Context, res *row) error {
+	acked, err := readAckLog(filepath.Join(r.dir, "acks.log"))
+	if err != nil {
+		return err
+	}
+	res.acked = int64(len(acked))
+	prefix := r.id + "-dev-"
+	deadline := time.Now().Add(r.f.cfg.settle)
+	var inf, cas map[key]int
+	for {
+		inf, err = r.f.influxRows(ctx, prefix)
+		if err != nil {
+			r.f.log.Warn("reading InfluxDB", "err", err)
+		}
+		cas, err = r.f.cassandraRows(r.keyspace, acked)
+		if err != nil {
+			r.f.log.Warn("reading Cassandra", "err", err)
+		}
+		if (covers(inf, acked) && covers(cas, acked)) || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(3 * time.Second):
+		}
+	}
+	for k := range acked {
+		if inf[k] == 0 {
+			res.lostInflux++
+		}
+		if cas[k] == 0 {
+			res.lostCassandra++
+		}
+	}
+	for _, m := range []map[key]int{inf, cas} {
+		for _, n := range m {
+			if n > 1 {
+				res.dupRows += int64(n - 1)
+			}
+		}
+	}
+	for k := range inf {
+		if !acked[k] {
+			res.unacked++
+		}
+	}
+	res.inInflux, res.inCassandra = int64(len(inf)), int64(len(cas))
+
+	readings, err := r.f.readTopic(ctx, r.id+".readings")
+	if err != nil {
+		return err
+	}
+	seen := map[key]bool{}
+	for _, m := range readings {
+		var v struct {
+			DeviceID string    `json:"device_id"`
+			TS       time.Time `json:"ts"`
+		}
+		if json.Unmarshal(m.Value, &v) != nil || !strings.HasPrefix(v.DeviceID, prefix) {
+			continue
+		}
+		k := key{v.DeviceID, v.TS.UnixMilli()}
+		if seen[k] {
+			res.redelivered++
+		}
+		seen[k] = true
+	}
+	alerts, err := r.f.readTopic(ctx, r.id+".alerts")
+	if err != nil {
+		return err
+	}
+	events := map[string]bool{}
+	for _, m := range alerts {
+		var a struct {
+			ID    string `json:"alert_id"`
+			State string `json:"state"`
+		}
+		if json.Unmarshal(m.Value, &a) != nil {
+			continue
+		}
+		res.alerts++
+		if events[a.ID+" "+a.State] {
+			res.dupAlerts++
+		}
+		events[a.ID+" "+a.State] = true
+	}
+	return nil
+}
+
+func covers(stored map[key]int, acked map[key]bool) bool {
+	for k := range acked {
+		if stored[k] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// readAckLog reads the simulator's 'device_id seq ts' lines.
+func readAckLog(path string) (map[key]bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[key]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) != 3 {
+			return nil, fmt.Errorf("%s: malformed line %q", path, sc.Text())
+		}
+		ts, err := time.Parse(time.RFC3339Nano, fs[2])
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out[key{fs[0], ts.UnixMilli()}] = true
+	}
+	return out, sc.Err()
+}
+
+func (f *faults) influxClient() influxdb2.Client {
+	return influxdb2.NewClient(f.srv.InfluxURL, f.srv.InfluxToken)
+}
+
+// influxRows returns the temperature points of every device under prefix.
+func (f *faults) influxRows(ctx context.Context, prefix string) (map[key]int, error) {
+	cl := f.influxClient()
+	defer cl.Close()
+	q := fmt.Sprintf(`import "strings"
+from(bucket: %q)
+  |> range(start: -1d, stop: 1d)
+  |> filter(fn: (r) => r._measurement == "readings" and r._field == "temperature" and strings.hasPrefix(v: r.device_id, prefix: %q))
+  |> keep(columns: ["_time", "device_id"])`, f.srv.InfluxBucket, prefix)
+	res, err := cl.QueryAPI("sensorflow").Query(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Close()
+	out := map[key]int{}
+	for res.Next() {
+		dev, _ := res.Record().ValueByKey("device_id").(string)
+		out[key{dev, res.Record().Time().UnixMilli()}]++
+	}
+	return out, res.Err()
+}
+
+// influxHas reports whether a device's temperature point at ts is stored.
+func (f *faults) influxHas(ctx context.Context, device string, ts time.Time) bool {
+	cl := f.influxClient()
+	defer cl.Close()
+	q := fmt.Sprintf(`from(bucket: %q) |> range(start: %s, stop: %s) |> filter(fn: (r) => r._measurement == "readings" and r._field == "temperature" and r.device_id == %q) |> count()`,
+		f.srv.InfluxBucket, ts.Format(time.RFC3339Nano), ts.Add(time.Millisecond).Format(time.RFC3339Nano), device)
+	res, err := cl.QueryAPI("sensorflow").Query(ctx, q)
+	if err != nil {
+		return false
+	}
+	defer res.Close()
+	return res.Next()
+}
+
+func (f *faults) cassandra(keyspace string) (*gocql.Session, error) {
+	var c sink.CassandraConfig
+	fs := flag.NewFlagSet("cassandra", flag.ContinueOnError)
+	c.RegisterFlags(fs)
+	_ = fs.Parse(nil)
+	c.Hosts, c.Keyspace = f.srv.CassandraHosts, keyspace
+	cl, err := c.Cluster(keyspace)
+	if err != nil {
+		return nil, err
+	}
+	return cl.CreateSession()
+}
+
+// cassandraRows returns the temperature rows of the devices of acked, over
+// the days they cover.
+func (f *faults) cassandraRows(keyspace string, acked map[key]bool) (map[key]int, error) {
+	s, err := f.cassandra(keyspace)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	days := map[string]map[time.Time]bool{}
+	for k := range acked {
+		if days[k.device] == nil {
+			days[k.device] = map[time.Time]bool{}
+		}
+		days[k.device][time.UnixMilli(k.ts).UTC().Truncate(24*time.Hour)] = true
+	}
+	out := map[key]int{}
+	for dev, ds := range days {
+		for day := range ds {
+			it := s.Query(`SELECT ts FROM readings WHERE device_id = ? AND metric = ? AND day = ?`, dev, "temperature", day).PageSize(5000).Iter()
+			var ts time.Time
+			for it.Scan(&ts) {
+				out[key{dev, ts.UnixMilli()}]++
+			}
+			if err := it.Close(); err != nil {
+				return out, err
+			}
+		}
+	}
+	return out, nil
+}
+
+func (f *faults) kafka() *kafkax.Config {
+	return &kafkax.Config{Brokers: f.srv.KafkaBrokers}
+}
+
+func deleteTopics(id string) *kafka.DeleteTopicsRequest {
+	return &kafka.DeleteTopicsRequest{Topics: []string{id + ".readings", id + ".alerts", id + ".deadletter"}}
+}
+
+// readTopic reads every message of a topic up to each partition's end.
+func (f *faults) readTopic(ctx context.Context, topic string) ([]kafka.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	brokers := strings.Split(f.srv.KafkaBrokers, ",")
+	cl := &kafka.Client{Addr: kafka.TCP(brokers...)}
+	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, err
+	}
+	if len(md.Topics) != 1 || md.Topics[0].Error != nil {
+		return nil, fmt.Errorf("topic %s: %v", topic, md.Topics)
+	}
+	var out []kafka.Message
+	for _, p := range md.Topics[0].Partitions {
+		conn, err := kafka.DialLeader(ctx, "tcp", brokers[0], topic, p.ID)
+		if err != nil {
+			return nil, err
+		}
+		last, err := conn.ReadLastOffset()
+		conn.Close()
+		if err != nil {
+			return nil, err
+		}
+		if last == 0 {
+			continue
+		}
+		rd := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: p.ID, MaxWait: 200 * time.Millisecond, MaxBytes: 16 << 20})
+		for {
+			m, err := rd.ReadMessage(ctx)
+			if err != nil {
+				rd.Close()
+				return nil, err
+			}
+			out = append(out, m)
+			if m.Offset >= last-1 {
+				break
+			}
+		}
+		rd.Close()
+	}
+	return out, nil
+}
+
+func (f *faults) print(w io.Writer) {
+	fmt.Fprintf(w, "\nfault scenarios: %d devices every %s unless noted; lost = acknowledged but not stored; unacked = stored though the PUBACK never reached the device; redelivered = extra copies in Kafka, absorbed by idempotent writes\n\n", f.cfg.devices, f.cfg.interval)
+	fmt.Fprintf(w, "%-18s %9s %9s %9s %9s %6s %6s %8s %6s %11s %11s %9s %9s  %s\n",
+		"scenario", "published", "acked", "influx", "cassandra", "lost", "dups", "unacked", "redeliv", "alerts/dup", "recover", "RSS br", "RSS proc", "result")
+	for _, r := range f.rows {
+		result := "ok"
+		if r.failed != "" {
+			result = "FAILED: " + r.failed
+		}
+		fmt.Fprintf(w, "%-18s %9d %9d %9d %9d %6d %6d %8d %6d %11s %11s %8dM %8dM  %s\n",
+			r.scenario, r.published, r.acked, r.inInflux, r.inCassandra, r.lostInflux+r.lostCassandra, r.dupRows+r.dupAlerts,
+			r.unacked, r.redelivered, fmt.Sprintf("%d/%d", r.alerts, r.dupAlerts), r.recovery.Round(10*time.Millisecond), r.peakBridge>>20, r.peakProcessor>>20, result)
+	}
+	fmt.Fprintln(w)
+	for _, r := range f.rows {
+		fmt.Fprintf(w, "  %-18s %s\n", r.scenario, r.what)
+	}
+}
