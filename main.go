@@ -56,6 +56,11 @@ func main() {
 func dispatch(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return dispatchContext(ctx, args, stdout, stderr)
+}
+
+// dispatchContext runs the command of args until it ends or ctx does.
+func dispatchContext(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		switch args[0] {
 		case "demo":

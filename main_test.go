@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -128,4 +129,55 @@ func TestReadmesListEveryFlag(t *testing.T) {
 		}
 		require.Contains(t, doc, "`-"+f.Name+"`", "flag -%s is not documented (%s)", f.Name, where)
 	})
+}
+
+// Secrets given through the environment or files never show up in -help,
+// in logs (at debug level) or in errors, whatever the command.
+func TestSecretsNeverShown(t *testing.T) {
+	secrets := map[string]string{
+		"SENSORFLOW_MQTT_PASSWORD":       "mqtt-Zq81secret",
+		"SENSORFLOW_KAFKA_SASL_PASSWORD": "sasl-Zq82secret",
+		"SENSORFLOW_CASSANDRA_PASSWORD":  "cass-Zq83secret",
+		"SENSORFLOW_INFLUX_TOKEN":        "tok-Zq84secret",
+	}
+	for k, v := range secrets {
+		t.Setenv(k, v)
+	}
+	file := filepath.Join(t.TempDir(), "pw")
+	require.NoError(t, os.WriteFile(file, []byte("file-Zq85secret\n"), 0o600))
+	secrets["file"] = "file-Zq85secret"
+	// Nothing listens on port 1: every connection fails and is logged.
+	unreachable := []string{"-mqtt.url=tcp://127.0.0.1:1", "-kafka.brokers=127.0.0.1:1", "-cassandra.hosts=127.0.0.1:1",
+		"-influx.url=http://127.0.0.1:1", "-kafka.sasl.mechanism=PLAIN", "-kafka.sasl.username=u", "-cassandra.username=u",
+		"-mqtt.username=u", "-log.level=debug", "-admin.addr=127.0.0.1:0", "-dashboard.addr="}
+	runs := [][]string{
+		{"-help"},
+		{"check", "-help"},
+		append([]string{"check", "-timeout=2s"}, unreachable...),
+		append([]string{"-target=all", "-mqtt.password-file=" + file}, unreachable...),
+	}
+	for _, args := range runs {
+		var out bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+		done := make(chan error, 1)
+		go func() { done <- dispatchContext(ctx, args, &out, &out) }()
+		err := <-done
+		cancel()
+		text := out.String()
+		if err != nil {
+			text += err.Error()
+		}
+		require.NotEmpty(t, text, "%v printed nothing", args)
+		switch args[0] {
+		case "check":
+			if len(args) > 2 {
+				require.Contains(t, text, "127.0.0.1:1", "%v did not try the servers", args)
+			}
+		case "-target=all":
+			require.Contains(t, text, "retrying", "%v did not try the servers", args)
+		}
+		for name, s := range secrets {
+			require.NotContains(t, text, s, "%s leaked by %v", name, args)
+		}
+	}
 }

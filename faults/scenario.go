@@ -96,7 +96,12 @@ func scenarios(cfg config) []scenario {
 			}
 			return r.startProcessor(ctx, "")
 		}},
-		{name: "backpressure", what: fmt.Sprintf("InfluxDB stopped for %s at %d readings/s", cfg.bpOutage, cfg.bpRate),
+		{name: "backpressure-kafka", what: fmt.Sprintf("Kafka stopped for %s at %d readings/s (the broker holds the backlog)", cfg.bpOutage, cfg.bpRate),
+			devices: cfg.bpRate / 10, interval: 100 * time.Millisecond, memory: true,
+			inject: func(ctx context.Context, r *run) error {
+				return r.restart(ctx, "kafka", cfg.bpOutage)
+			}},
+		{name: "backpressure", what: fmt.Sprintf("InfluxDB stopped for %s at %d readings/s (Kafka holds the backlog)", cfg.bpOutage, cfg.bpRate),
 			devices: cfg.bpRate / 10, interval: 100 * time.Millisecond, memory: true,
 			inject: func(ctx context.Context, r *run) error {
 				return r.restart(ctx, "influxdb", cfg.bpOutage)
