@@ -6,7 +6,7 @@ package sensor
 
 import (
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -37,12 +37,18 @@ type Reading struct {
 
 // MetricNames returns the reading's metric names in sorted order.
 func (r *Reading) MetricNames() []string {
-	names := make([]string, 0, len(r.Metrics))
+	return r.AppendMetricNames(make([]string, 0, len(r.Metrics)))
+}
+
+// AppendMetricNames appends the reading's metric names, sorted, to dst: with
+// a dst of enough capacity on the caller's stack, it does not allocate.
+func (r *Reading) AppendMetricNames(dst []string) []string {
+	n := len(dst)
 	for k := range r.Metrics {
-		names = append(names, k)
+		dst = append(dst, k)
 	}
-	sort.Strings(names)
-	return names
+	slices.Sort(dst[n:])
+	return dst
 }
 
 // AppendJSON appends the reading's canonical JSON encoding to b: fields in a

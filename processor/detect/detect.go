@@ -178,7 +178,8 @@ func (d *Detector) OpenAlerts() int {
 // Observe feeds one reading, appends the alert events it raises to out and
 // the anomaly score of each of its metrics, in metric-name order, to scores.
 func (d *Detector) Observe(r *sensor.Reading, out []sensor.Alert, scores []float64) ([]sensor.Alert, []float64) {
-	for _, name := range r.MetricNames() { // sorted: deterministic event order
+	var buf [16]string
+	for _, name := range r.AppendMetricNames(buf[:0]) { // sorted: deterministic event order
 		v := r.Metrics[name]
 		k := seriesKey{r.DeviceID, name}
 		s := d.series[k]

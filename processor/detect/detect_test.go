@@ -252,3 +252,25 @@ func TestStuckAdaptsToSeriesThatRepeatThemselves(t *testing.T) {
 	require.Len(t, out, 1, "one alert, held open while stuck: %+v", out)
 	require.Equal(t, sensor.StateOpen, out[0].State)
 }
+
+// Once a series exists, observing a reading allocates nothing.
+func TestObserveDoesNotAllocate(t *testing.T) {
+	d := New(DefaultConfig())
+	v := noise(4096, 5, 20, 0.5)
+	r := sensor.Reading{DeviceID: "dev-1", Site: "s", Metrics: map[string]float64{"temperature": 0, "humidity": 0, "pressure": 0}}
+	out := make([]sensor.Alert, 0, 16)
+	scores := make([]float64, 0, 16)
+	i := 0
+	observe := func() {
+		r.TS = t0.Add(time.Duration(i) * time.Second)
+		r.Metrics["temperature"], r.Metrics["humidity"], r.Metrics["pressure"] = v[i%len(v)], v[(i+7)%len(v)]+30, v[(i+13)%len(v)]+1000
+		out, scores = d.Observe(&r, out[:0], scores[:0])
+		i++
+	}
+	for range 500 {
+		observe()
+	}
+	if n := testing.AllocsPerRun(2000, observe); n != 0 {
+		t.Fatalf("Observe allocates %.2f times per reading", n)
+	}
+}
