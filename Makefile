@@ -19,6 +19,9 @@ fuzz: ## run each fuzz target for FUZZTIME; failing inputs are kept in testdata/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTelemetry$$' -fuzztime $(FUZZTIME) ./internal/sensor/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseReading$$' -fuzztime $(FUZZTIME) ./internal/sensor/
 	$(GO) test -run '^$$' -fuzz '^FuzzAlertLine$$' -fuzztime $(FUZZTIME) ./processor/sink/
+	$(GO) test -run '^$$' -fuzz '^FuzzReadingLine$$' -fuzztime $(FUZZTIME) ./processor/sink/
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadRules$$' -fuzztime $(FUZZTIME) ./processor/detect/
+	$(GO) test -run '^$$' -fuzz '^FuzzReplay$$' -fuzztime $(FUZZTIME) ./internal/cli/
 
 test-short: ## hermetic tests only (no servers)
 	$(GO) test -short -count=1 ./...

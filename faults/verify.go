@@ -141,7 +141,8 @@ func (r *run) verify(ctx context.Context, res *row) error {
 	if err != nil {
 		return err
 	}
-	events := map[string]bool{}
+	events := map[string]kafka.Message{}
+	var dups []string
 	for _, m := range alerts {
 		var a struct {
 			ID    string `json:"alert_id"`
@@ -151,10 +152,16 @@ func (r *run) verify(ctx context.Context, res *row) error {
 			continue
 		}
 		res.alerts++
-		if events[a.ID+" "+a.State] {
+		if first, dup := events[a.ID+" "+a.State]; dup {
 			res.dupAlerts++
+			dups = append(dups, fmt.Sprintf("partition %d offset %d (%s) repeats offset %d (%s): %s",
+				m.Partition, m.Offset, m.Time.Format(time.RFC3339Nano), first.Offset, first.Time.Format(time.RFC3339Nano), m.Value))
+			continue
 		}
-		events[a.ID+" "+a.State] = true
+		events[a.ID+" "+a.State] = m
+	}
+	if dups != nil {
+		_ = os.WriteFile(filepath.Join(r.dir, "duplicate-alerts.txt"), []byte(strings.Join(dups, "\n")+"\n"), 0o644)
 	}
 	return nil
 }

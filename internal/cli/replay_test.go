@@ -2,10 +2,12 @@ package cli
 
 import (
 	"bytes"
+	"encoding/csv"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -93,4 +95,39 @@ func TestReplayRulesAndErrors(t *testing.T) {
 	out.Reset()
 	require.NoError(t, Replay(replayConfig(t, "-input", "-"), strings.NewReader("timestamp,value\n2026-11-22T10:00:00Z,1\n2026-11-22T11:00:01.5+01:00,2\n"), &out))
 	require.Equal(t, "timestamp,value,anomaly_score,alert\n2026-11-22T10:00:00Z,1,0,0\n2026-11-22T11:00:01.5+01:00,2,0,0\n", out.String())
+}
+
+// FuzzReplay: any CSV either replays to one row per input row with scores
+// in [0,1], or fails with an error that names the input.
+func FuzzReplay(f *testing.F) {
+	f.Add("timestamp,value\n2014-04-01 00:00:00,1\n2014-04-01 00:05:00,2.5\n")
+	f.Add("timestamp,value\n2014-04-01T00:00:00Z,NaN\n")
+	f.Add("value,timestamp\n1,2014-04-01 00:00:00\n")
+	f.Add("timestamp,value\n2014-04-01 00:05:00,1\n2014-04-01 00:00:00,1\n")
+	f.Add("timestamp,value\n\"2014-04-01 00:00:00\",\"1e999\"\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		c := replayConfig(t, "-input", "-")
+		var out strings.Builder
+		err := Replay(c, strings.NewReader(in), &out)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "-:") {
+				t.Fatalf("error does not name the input: %v", err)
+			}
+			return
+		}
+		rows, err := csv.NewReader(strings.NewReader(out.String())).ReadAll()
+		if err != nil {
+			t.Fatalf("output is not CSV: %v", err)
+		}
+		inRows, _ := csv.NewReader(strings.NewReader(in)).ReadAll()
+		if len(rows) != len(inRows) {
+			t.Fatalf("%d output rows for %d input rows", len(rows), len(inRows))
+		}
+		for _, r := range rows[1:] {
+			s, err := strconv.ParseFloat(r[2], 64)
+			if err != nil || s < 0 || s > 1 {
+				t.Fatalf("score %q", r[2])
+			}
+		}
+	})
 }

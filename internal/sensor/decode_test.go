@@ -228,3 +228,21 @@ func TestParseReading(t *testing.T) {
 		require.Equal(t, tt.reason, rej.Reason, tt.payload)
 	}
 }
+
+// Without age bounds a timestamp must still fit the stores' nanosecond range.
+func TestTimestampBeyondTheStoresRange(t *testing.T) {
+	for _, ts := range []string{"2999-01-01T00:00:00Z", "1600-01-01T00:00:00Z", "9999-12-31T23:59:59Z"} {
+		_, err := Decoder{}.Decode("s", "d", []byte(`{"ts":"`+ts+`","metrics":{"v":1}}`), time.Time{})
+		rej, ok := AsRejection(err)
+		if !ok || rej.Reason != ReasonTimestampRange {
+			t.Errorf("ts %s: %v", ts, err)
+		}
+		_, err = ParseReading([]byte(`{"device_id":"d","site":"s","ts":"` + ts + `","seq":1,"metrics":{"v":1}}`))
+		if rej, ok := AsRejection(err); !ok || rej.Reason != ReasonTimestampRange {
+			t.Errorf("normalized reading at %s: %v", ts, err)
+		}
+	}
+	if _, err := (Decoder{}).Decode("s", "d", []byte(`{"ts":"2200-01-01T00:00:00Z","metrics":{"v":1}}`), time.Time{}); err != nil {
+		t.Errorf("2200 is within range: %v", err)
+	}
+}

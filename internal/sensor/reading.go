@@ -77,6 +77,13 @@ func (r *Reading) AppendJSON(b []byte) []byte {
 	return append(b, "}}"...)
 }
 
+// The range of timestamps InfluxDB (nanoseconds since 1970 in an int64) can
+// store, a day inside each end.
+var (
+	minTS = time.Unix(0, math.MinInt64).UTC().AddDate(0, 0, 1).Truncate(24 * time.Hour)
+	maxTS = time.Unix(0, math.MaxInt64).UTC().AddDate(0, 0, -1).Truncate(24 * time.Hour)
+)
+
 // Validate checks a reading against the contract and returns a *Rejection
 // naming the first rule it breaks, or nil.
 func (r *Reading) Validate() error {
@@ -88,6 +95,10 @@ func (r *Reading) Validate() error {
 	}
 	if r.TS.IsZero() {
 		return reject(ReasonInvalidTimestamp, "ts is missing")
+	}
+	if r.TS.Before(minTS) || !r.TS.Before(maxTS) {
+		return reject(ReasonTimestampRange, "ts %s is outside the range a store can hold (nanoseconds since 1970 in 64 bits: %s to %s)",
+			r.TS.Format(time.RFC3339), minTS.Format(time.DateOnly), maxTS.Format(time.DateOnly))
 	}
 	if r.Seq < 0 {
 		return reject(ReasonNegativeSeq, "seq is %d", r.Seq)

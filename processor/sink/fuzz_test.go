@@ -89,3 +89,44 @@ func printable(s string) bool {
 	}
 	return true
 }
+
+// FuzzReadingLine: every payload the bridge accepts becomes one line that
+// InfluxData's parser reads back to the reading's own tags, fields and time.
+func FuzzReadingLine(f *testing.F) {
+	f.Add([]byte(`{"ts":"2026-11-22T10:00:00.123Z","seq":1,"metrics":{"temperature":21.5,"humidity":-1e-300}}`))
+	f.Add([]byte(`{"metrics":{"v":1e308,"w":5e-324,"x":0}}`))
+	f.Add([]byte(`{"ts":"2999-01-01T00:00:00Z","metrics":{"v":1}}`))
+	parser := protocol.NewParser(protocol.NewMetricHandler())
+	received := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		r, err := sensor.Decoder{}.Decode("site-1", "dev-1", payload, received)
+		if err != nil {
+			return
+		}
+		line := appendReadingLine(nil, &r, r.MetricNames())
+		ms, err := parser.Parse(append(line, '\n'))
+		if err != nil || len(ms) != 1 {
+			t.Fatalf("line %q: %d points, %v", line, len(ms), err)
+		}
+		m := ms[0]
+		if m.Name() != "readings" || !m.Time().Equal(r.TS) {
+			t.Fatalf("line %q: measurement %q time %v, want readings %v", line, m.Name(), m.Time(), r.TS)
+		}
+		tags := map[string]string{}
+		for _, tg := range m.TagList() {
+			tags[tg.Key] = tg.Value
+		}
+		if tags["device_id"] != r.DeviceID || tags["site"] != r.Site {
+			t.Fatalf("line %q: tags %v", line, tags)
+		}
+		fields := map[string]any{}
+		for _, fl := range m.FieldList() {
+			fields[fl.Key] = fl.Value
+		}
+		for name, v := range r.Metrics {
+			if got, ok := fields[name].(float64); !ok || got != v {
+				t.Fatalf("line %q: field %s = %v, want %v", line, name, fields[name], v)
+			}
+		}
+	})
+}
