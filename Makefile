@@ -60,3 +60,7 @@ eval: services build ## detection quality: NAB scores through `sensorflow replay
 
 browser: ## install Chromium for the dashboard's browser test (Debian package)
 	deploy/local/browser.sh
+
+FAULTSFLAGS ?=
+faults: services build ## fault scenarios against the real servers (kill -9, restarts, outages, scale out and in, backpressure): out/faults/faults.txt
+	$(GO) run ./faults -out out/faults $(FAULTSFLAGS)

@@ -51,6 +51,9 @@ func (b *Bridge) mirrorAlerts(ctx context.Context) error {
 		HeartbeatInterval: min(3*time.Second, b.cfg.Kafka.SessionTimeout/3),
 	})
 	defer r.Close()
+	// Kafka may hold an alert event twice (a producer retry after a lost
+	// acknowledgement): edge subscribers get each (alert, state) once.
+	seen := newRecent(1 << 16)
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
@@ -63,6 +66,8 @@ func (b *Bridge) mirrorAlerts(ctx context.Context) error {
 		if err := json.Unmarshal(m.Value, &a); err != nil || sensor.ValidateID("site", a.Site) != nil || sensor.ValidateID("device_id", a.DeviceID) != nil {
 			b.m.alerts.WithLabelValues("invalid").Inc()
 			b.log.Warn("skipping invalid alert", "partition", m.Partition, "offset", m.Offset)
+		} else if !seen.add(a.AlertID + " " + a.State) {
+			b.m.alerts.WithLabelValues("duplicate").Inc()
 		} else {
 			topic := b.topics.Alerts(a.Site, a.DeviceID)
 			err := retry.Default.Forever(ctx, b.log, "publishing alert to mqtt", func() error {
@@ -77,4 +82,29 @@ func (b *Bridge) mirrorAlerts(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// recent remembers the last n keys added.
+type recent struct {
+	keys map[string]struct{}
+	ring []string
+	next int
+}
+
+func newRecent(n int) *recent {
+	return &recent{keys: make(map[string]struct{}, n), ring: make([]string, n)}
+}
+
+// add records key and reports whether it was new.
+func (r *recent) add(key string) bool {
+	if _, ok := r.keys[key]; ok {
+		return false
+	}
+	if old := r.ring[r.next]; old != "" {
+		delete(r.keys, old)
+	}
+	r.ring[r.next] = key
+	r.keys[key] = struct{}{}
+	r.next = (r.next + 1) % len(r.ring)
+	return true
 }

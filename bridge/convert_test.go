@@ -100,3 +100,24 @@ func TestConfigValidate(t *testing.T) {
 	c.Kafka.Brokers = " , "
 	require.Error(t, c.Validate())
 }
+
+func TestRecentForgetsTheOldest(t *testing.T) {
+	r := newRecent(3)
+	for _, k := range []string{"a", "b", "c"} {
+		if !r.add(k) {
+			t.Fatalf("%s is new", k)
+		}
+	}
+	if r.add("a") || r.add("c") {
+		t.Fatal("a and c were seen")
+	}
+	if !r.add("d") { // evicts a
+		t.Fatal("d is new")
+	}
+	if !r.add("a") {
+		t.Fatal("a was evicted, so it is new again")
+	}
+	if r.add("d") {
+		t.Fatal("d was seen")
+	}
+}

@@ -64,7 +64,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{"ok", "error"} {
 		m.kafkaWrites.WithLabelValues(r)
 	}
-	for _, r := range []string{"published", "invalid", "error"} {
+	for _, r := range []string{"published", "invalid", "duplicate", "error"} {
 		m.alerts.WithLabelValues(r)
 	}
 	return m
