@@ -9,6 +9,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/sensorflow/sensorflow/internal/kafkax"
 	"github.com/sensorflow/sensorflow/internal/mqttx"
 	"github.com/sensorflow/sensorflow/internal/retry"
 	"github.com/sensorflow/sensorflow/internal/sensor"
@@ -55,12 +56,9 @@ func (b *Bridge) mirrorAlerts(ctx context.Context) error {
 	// acknowledgement): edge subscribers get each (alert, state) once.
 	seen := newRecent(1 << 16)
 	for {
-		m, err := r.FetchMessage(ctx)
+		m, err := kafkax.Fetch(ctx, r, b.log, "reading alerts from kafka", nil)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return nil // ctx ended: Fetch retries everything else
 		}
 		var a sensor.Alert
 		if err := json.Unmarshal(m.Value, &a); err != nil || sensor.ValidateID("site", a.Site) != nil || sensor.ValidateID("device_id", a.DeviceID) != nil {
@@ -79,7 +77,9 @@ func (b *Bridge) mirrorAlerts(ctx context.Context) error {
 			b.m.alerts.WithLabelValues("published").Inc()
 		}
 		if err := r.CommitMessages(ctx, m); err != nil && !errors.Is(err, context.Canceled) {
-			return err
+			// Published already; after a restart it is read again and
+			// published once more.
+			b.log.Warn("committing the alert offset failed", "partition", m.Partition, "offset", m.Offset, "err", err)
 		}
 	}
 }

@@ -22,17 +22,18 @@ import (
 
 // row is one scenario's outcome.
 type row struct {
-	scenario, what            string
-	published, acked          int64
-	inInflux, inCassandra     int64
-	lostInflux, lostCassandra int64
-	unacked                   int64 // stored although not acknowledged (the PUBACK was lost)
-	dupRows                   int64 // rows beyond one per (device, ts), over both stores
-	redelivered               int64 // readings-topic messages beyond one per (device, ts)
-	alerts, dupAlerts         int64
-	recovery                  time.Duration
-	peakBridge, peakProcessor int64
-	err, failed               string
+	scenario, what              string
+	published, acked            int64
+	inInflux, inCassandra       int64
+	lostInflux, lostCassandra   int64
+	unacked                     int64 // stored although not acknowledged (the PUBACK was lost)
+	dupRows                     int64 // rows beyond one per (device, ts), over both stores
+	redelivered                 int64 // readings-topic messages beyond one per (device, ts)
+	alerts, dupAlerts           int64 // alert events on Kafka, and those Kafka holds twice
+	alertsMissing, dupAlertRows int64 // opened alerts absent from Cassandra, or there twice
+	recovery                    time.Duration
+	peakBridge, peakProcessor   int64
+	err, failed                 string
 }
 
 // verdict is empty when the scenario kept its promises.
@@ -50,8 +51,8 @@ func (r *row) verdict(sc scenario, cfg config) string {
 	if r.dupRows > 0 {
 		bad = append(bad, fmt.Sprintf("%d duplicate rows", r.dupRows))
 	}
-	if r.dupAlerts > 0 {
-		bad = append(bad, fmt.Sprintf("%d duplicate alert events", r.dupAlerts))
+	if r.alertsMissing > 0 || r.dupAlertRows > 0 {
+		bad = append(bad, fmt.Sprintf("%d alerts missing from Cassandra, %d stored twice", r.alertsMissing, r.dupAlertRows))
 	}
 	if sc.memory {
 		if r.peakBridge > cfg.memBudget<<20 || r.peakProcessor > cfg.memBudget<<20 {
@@ -163,6 +164,30 @@ func (r *run) verify(ctx context.Context, res *row) error {
 	if dups != nil {
 		_ = os.WriteFile(filepath.Join(r.dir, "duplicate-alerts.txt"), []byte(strings.Join(dups, "\n")+"\n"), 0o644)
 	}
+
+	// Every alert the processor published is in Cassandra, once.
+	ids := map[string]string{} // alert id → device
+	for k, m := range events {
+		if id, state, _ := strings.Cut(k, " "); state == "open" {
+			var a struct {
+				DeviceID string `json:"device_id"`
+			}
+			_ = json.Unmarshal(m.Value, &a)
+			ids[id] = a.DeviceID
+		}
+	}
+	stored, err := r.f.cassandraAlerts(r.keyspace, ids)
+	if err != nil {
+		return err
+	}
+	for id := range ids {
+		switch n := stored[id]; {
+		case n == 0:
+			res.alertsMissing++
+		case n > 1:
+			res.dupAlertRows += int64(n - 1)
+		}
+	}
 	return nil
 }
 
@@ -251,6 +276,32 @@ func (f *faults) cassandra(keyspace string) (*gocql.Session, error) {
 	return cl.CreateSession()
 }
 
+// cassandraAlerts counts the rows of alerts_by_device per alert id, over
+// the devices of ids.
+func (f *faults) cassandraAlerts(keyspace string, ids map[string]string) (map[string]int, error) {
+	s, err := f.cassandra(keyspace)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	devices := map[string]bool{}
+	for _, d := range ids {
+		devices[d] = true
+	}
+	out := map[string]int{}
+	for d := range devices {
+		it := s.Query(`SELECT alert_id FROM alerts_by_device WHERE device_id = ?`, d).PageSize(5000).Iter()
+		var id string
+		for it.Scan(&id) {
+			out[id]++
+		}
+		if err := it.Close(); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
 // cassandraRows returns the temperature rows of the devices of acked, over
 // the days they cover.
 func (f *faults) cassandraRows(keyspace string, acked map[key]bool) (map[key]int, error) {
@@ -335,7 +386,7 @@ func (f *faults) readTopic(ctx context.Context, topic string) ([]kafka.Message, 
 }
 
 func (f *faults) print(w io.Writer) {
-	fmt.Fprintf(w, "\nfault scenarios: %d devices every %s unless noted; lost = acknowledged but not stored; unacked = stored though the PUBACK never reached the device; redelivered = extra copies in Kafka, absorbed by idempotent writes\n\n", f.cfg.devices, f.cfg.interval)
+	fmt.Fprintf(w, "\nfault scenarios: %d devices every %s unless noted; lost = acknowledged but not stored; unacked = stored though the PUBACK never reached the device; redelivered = extra copies in Kafka, absorbed by idempotent writes; alerts = events on Kafka / events Kafka holds twice (producer retries; stored once, published once at the edge)\n\n", f.cfg.devices, f.cfg.interval)
 	fmt.Fprintf(w, "%-18s %9s %9s %9s %9s %6s %6s %8s %6s %11s %11s %9s %9s  %s\n",
 		"scenario", "published", "acked", "influx", "cassandra", "lost", "dups", "unacked", "redeliv", "alerts/dup", "recover", "RSS br", "RSS proc", "result")
 	for _, r := range f.rows {
@@ -344,7 +395,7 @@ func (f *faults) print(w io.Writer) {
 			result = "FAILED: " + r.failed
 		}
 		fmt.Fprintf(w, "%-18s %9d %9d %9d %9d %6d %6d %8d %6d %11s %11s %8dM %8dM  %s\n",
-			r.scenario, r.published, r.acked, r.inInflux, r.inCassandra, r.lostInflux+r.lostCassandra, r.dupRows+r.dupAlerts,
+			r.scenario, r.published, r.acked, r.inInflux, r.inCassandra, r.lostInflux+r.lostCassandra, r.dupRows+r.dupAlertRows,
 			r.unacked, r.redelivered, fmt.Sprintf("%d/%d", r.alerts, r.dupAlerts), r.recovery.Round(10*time.Millisecond), r.peakBridge>>20, r.peakProcessor>>20, result)
 	}
 	fmt.Fprintln(w)

@@ -59,13 +59,14 @@ func (p *Processor) consume(ctx context.Context) error {
 	go func() {
 		defer close(fetched)
 		for {
-			m, err := r.FetchMessage(ctx)
+			m, err := kafkax.Fetch(ctx, r, p.log, "fetching from kafka", func(error) { p.ready.Store(false) })
 			if err != nil {
 				if ctx.Err() == nil {
 					fetchErr <- fmt.Errorf("fetching from kafka: %w", err)
 				}
 				return
 			}
+			p.ready.Store(true)
 			select {
 			case fetched <- m:
 			case <-ctx.Done():

@@ -232,6 +232,20 @@ func allLed(md *kafka.MetadataResponse, topics int) bool {
 	return true
 }
 
+// Fetch returns the reader's next message. A Kafka outage does not end it:
+// kafka-go's reader reports a failed connection or group join as an error
+// and keeps trying, so Fetch logs the failure (onErr, may be nil, sees it)
+// and asks again, with backoff, until a message arrives or ctx ends.
+func Fetch(ctx context.Context, r *kafka.Reader, log *slog.Logger, what string, onErr func(error)) (kafka.Message, error) {
+	var m kafka.Message
+	err := retry.Default.Forever(ctx, log, what, func() error {
+		var err error
+		m, err = r.FetchMessage(ctx)
+		return err
+	}, onErr)
+	return m, err
+}
+
 // WriteAll writes msgs and retries, with backoff, only the messages Kafka did
 // not acknowledge (kafka-go reports errors per message), so a partial
 // failure such as a leader election adds no duplicates. It returns once all
