@@ -9,9 +9,10 @@ export SENSORFLOW_REQUIRE_SERVICES ?= 1
 build: ## build bin/sensorflow
 	CGO_ENABLED=0 $(GO) build -o bin/sensorflow .
 
-test: lint services browser ## start the local servers if needed, then run every test with -race, then fuzz briefly
+test: lint services browser ## start the local servers if needed, run every test with -race, fuzz briefly, then the fault scenarios
 	SENSORFLOW_REQUIRE_SERVICES=1 $(GO) test -race -count=1 -timeout 40m ./...
 	$(MAKE) fuzz
+	$(MAKE) faults
 
 FUZZTIME ?= 10s
 fuzz: ## run each fuzz target for FUZZTIME; failing inputs are kept in testdata/fuzz as regression tests

@@ -199,9 +199,9 @@ func TestHostileInput(t *testing.T) {
 		``:         sensor.ReasonEmptyPayload,
 		`{"device_id":"a,b=c","site":"s","ts":"2026-01-01T00:00:00Z","seq":1,"metrics":{"temperature":1}}`:                        sensor.ReasonInvalidID,
 		`{"device_id":"d","site":"x'); DROP TABLE readings; --","ts":"2026-01-01T00:00:00Z","seq":1,"metrics":{"temperature":1}}`: sensor.ReasonInvalidID,
-		`{"device_id":"d","site":"s","seq":1,"metrics":{"temperature":1}}`:                                                         sensor.ReasonInvalidTimestamp,
-		`{"device_id":"d","site":"s","ts":"2026-01-01T00:00:00Z","seq":1,"metrics":{"temperature":"NaN"}}`:                         sensor.ReasonWrongType,
-		`{"device_id":"d","site":"s","ts":"2026-01-01T00:00:00Z","seq":1,"metrics":{"t v=1 ":1}}`:                                  sensor.ReasonInvalidMetricName,
+		`{"device_id":"d","site":"s","seq":1,"metrics":{"temperature":1}}`:                                                        sensor.ReasonInvalidTimestamp,
+		`{"device_id":"d","site":"s","ts":"2026-01-01T00:00:00Z","seq":1,"metrics":{"temperature":"NaN"}}`:                        sensor.ReasonWrongType,
+		`{"device_id":"d","site":"s","ts":"2026-01-01T00:00:00Z","seq":1,"metrics":{"t v=1 ":1}}`:                                 sensor.ReasonInvalidMetricName,
 	}
 	w, err := s.kafka.Writer(len(foreign), 10*time.Millisecond)
 	require.NoError(t, err)
