@@ -23,6 +23,10 @@ fuzz: ## run each fuzz target for FUZZTIME; failing inputs are kept in testdata/
 	$(GO) test -run '^$$' -fuzz '^FuzzReadingLine$$' -fuzztime $(FUZZTIME) ./processor/sink/
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadRules$$' -fuzztime $(FUZZTIME) ./processor/detect/
 	$(GO) test -run '^$$' -fuzz '^FuzzReplay$$' -fuzztime $(FUZZTIME) ./internal/cli/
+	@# Keep the corpus the fuzzers found as seeds of the package's tests (new inputs only).
+	@cache=$$($(GO) env GOCACHE)/fuzz/github.com/sensorflow/sensorflow; \
+	for d in $$cache/*/Fuzz* $$cache/*/*/Fuzz*; do [ -d "$$d" ] || continue; \
+	  pkg=$${d#$$cache/}; pkg=$${pkg%/*}; mkdir -p $$pkg/testdata/fuzz/$${d##*/}; cp -n $$d/* $$pkg/testdata/fuzz/$${d##*/}/; done
 
 test-short: ## hermetic tests only (no servers)
 	$(GO) test -short -count=1 ./...
