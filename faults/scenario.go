@@ -46,13 +46,13 @@ func scenarios(cfg config) []scenario {
 			r.bridge.Kill()
 			<-r.bridge.Done()
 			time.Sleep(time.Second)
-			return r.startBridge(ctx, "")
+			return r.startBridge(ctx)
 		}},
 		{name: "kill-processor", what: "kill -9 the processor, restart it", inject: func(ctx context.Context, r *run) error {
 			r.processor.Kill()
 			<-r.processor.Done()
 			time.Sleep(time.Second)
-			return r.startProcessor(ctx, "")
+			return r.startProcessor(ctx)
 		}},
 		{name: "restart-kafka", what: "stop Kafka (SIGTERM), start it again", inject: func(ctx context.Context, r *run) error {
 			return r.restart(ctx, "kafka", 0)
@@ -88,13 +88,13 @@ func scenarios(cfg config) []scenario {
 			if err := r.bridge.Stop(); err != nil {
 				return fmt.Errorf("bridge did not exit cleanly on SIGTERM: %w", err)
 			}
-			if err := r.startBridge(ctx, ""); err != nil {
+			if err := r.startBridge(ctx); err != nil {
 				return err
 			}
 			if err := r.processor.Stop(); err != nil {
 				return fmt.Errorf("processor did not exit cleanly on SIGTERM: %w", err)
 			}
-			return r.startProcessor(ctx, "")
+			return r.startProcessor(ctx)
 		}},
 		{name: "backpressure-kafka", what: fmt.Sprintf("Kafka stopped for %s at %d readings/s (the broker holds the backlog)", cfg.bpOutage, cfg.bpRate),
 			devices: cfg.bpRate / 10, interval: 100 * time.Millisecond, memory: true,
@@ -150,10 +150,10 @@ func (f *faults) scenario(ctx context.Context, sc scenario) (row, error) {
 	defer r.cleanup()
 	go r.watchMemory()
 
-	if err := r.startProcessor(ctx, ""); err != nil {
+	if err := r.startProcessor(ctx); err != nil {
 		return res, err
 	}
-	if err := r.startBridge(ctx, ""); err != nil {
+	if err := r.startBridge(ctx); err != nil {
 		return res, err
 	}
 	sim, err := r.start(ctx, "simulator", []string{
@@ -233,7 +233,7 @@ func (r *run) processorArgs() []string {
 	)
 }
 
-func (r *run) startBridge(ctx context.Context, _ string) error {
+func (r *run) startBridge(ctx context.Context) error {
 	p, err := r.start(ctx, "bridge", r.bridgeArgs(""))
 	if err == nil {
 		r.bridge = p
@@ -241,7 +241,7 @@ func (r *run) startBridge(ctx context.Context, _ string) error {
 	return err
 }
 
-func (r *run) startProcessor(ctx context.Context, _ string) error {
+func (r *run) startProcessor(ctx context.Context) error {
 	p, err := r.start(ctx, "processor", r.processorArgs())
 	if err == nil {
 		r.processor = p
@@ -333,8 +333,8 @@ func (f *faults) services(ctx context.Context, args ...string) error {
 	return nil
 }
 
-// simCounter reads how many readings the simulator acknowledged, from its
-// log's summary line... or, while it runs, its metrics.
+// simCounter reads how many readings the simulator published, from the
+// summary line it logs when it stops.
 func (r *run) simCounter() (published int64, err error) {
 	b, err := os.ReadFile(r.sim.Log())
 	if err != nil {
