@@ -14,15 +14,18 @@ test: lint services browser ## start the local servers if needed, run every test
 	$(MAKE) fuzz
 	$(MAKE) faults
 
-FUZZTIME ?= 10s
-fuzz: ## run each fuzz target for FUZZTIME; failing inputs are kept in testdata/fuzz as regression tests
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/sensor/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseTelemetry$$' -fuzztime $(FUZZTIME) ./internal/sensor/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseReading$$' -fuzztime $(FUZZTIME) ./internal/sensor/
-	$(GO) test -run '^$$' -fuzz '^FuzzAlertLine$$' -fuzztime $(FUZZTIME) ./processor/sink/
-	$(GO) test -run '^$$' -fuzz '^FuzzReadingLine$$' -fuzztime $(FUZZTIME) ./processor/sink/
-	$(GO) test -run '^$$' -fuzz '^FuzzLoadRules$$' -fuzztime $(FUZZTIME) ./processor/detect/
-	$(GO) test -run '^$$' -fuzz '^FuzzReplay$$' -fuzztime $(FUZZTIME) ./internal/cli/
+# Each target runs for a number of executions (about 8 s each on 2 cores), not a duration:
+# a duration (-fuzztime 10s) can fail with a bare "context deadline exceeded" and no failing
+# input, a race in Go's fuzz coordinator (go.dev/issue/75804, fixed in Go 1.27).
+# FUZZTIME=... (e.g. 200000x, or 5m) applies one budget to every target.
+FUZZ_TARGETS := FuzzDecode:./internal/sensor/:100000x FuzzParseTelemetry:./internal/sensor/:150000x \
+	FuzzParseReading:./internal/sensor/:200000x FuzzAlertLine:./processor/sink/:80000x \
+	FuzzReadingLine:./processor/sink/:60000x FuzzLoadRules:./processor/detect/:20000x \
+	FuzzReplay:./internal/cli/:100000x
+fuzz: ## run each fuzz target briefly; failing inputs are kept in testdata/fuzz as regression tests
+	@set -e; for t in $(FUZZ_TARGETS); do IFS=: read -r name pkg budget <<<"$$t"; \
+	  echo "$(GO) test -run '^\$$' -fuzz '^$$name\$$' -fuzztime $${FUZZTIME:-$$budget} $$pkg"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime "$${FUZZTIME:-$$budget}" "$$pkg"; done
 	@# Keep the corpus the fuzzers found as seeds of the package's tests (new inputs only).
 	@cache=$$($(GO) env GOCACHE)/fuzz/github.com/sensorflow/sensorflow; \
 	for d in $$cache/*/Fuzz* $$cache/*/*/Fuzz*; do [ -d "$$d" ] || continue; \
