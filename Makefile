@@ -17,7 +17,7 @@ test: lint services browser ## start the local servers if needed, run every test
 # Each target runs for a number of executions (about 8 s each on 2 cores), not a duration:
 # a duration (-fuzztime 10s) can fail with a bare "context deadline exceeded" and no failing
 # input, a race in Go's fuzz coordinator (go.dev/issue/75804, fixed in Go 1.27).
-# FUZZTIME=... (e.g. 200000x, or 5m) applies one budget to every target.
+# FUZZTIME=2000000x applies one budget to every target (a duration works too, with that risk).
 FUZZ_TARGETS := FuzzDecode:./internal/sensor/:100000x FuzzParseTelemetry:./internal/sensor/:150000x \
 	FuzzParseReading:./internal/sensor/:200000x FuzzAlertLine:./processor/sink/:80000x \
 	FuzzReadingLine:./processor/sink/:60000x FuzzLoadRules:./processor/detect/:20000x \
