@@ -70,7 +70,7 @@ func (s *Series) zscore(cfg *Config, v float64) Finding {
 // run). While the value stays, the finding holds the alert open without
 // scoring again, so the score marks the onset.
 func (s *Series) stuck(cfg *Config, v float64) Finding {
-	if cfg.StuckAfter == 0 || !s.moved || v != s.last {
+	if cfg.StuckAfter == 0 || !s.moved || v != s.raw {
 		return Finding{Kind: KindStuck}
 	}
 	at := max(cfg.StuckAfter, 2*int(s.maxRun))

@@ -18,7 +18,8 @@ type Series struct {
 	n    int64
 	mean float64 // robust level (EWMA of winsorized values)
 	varc float64 // robust spread (EWMA of squared winsorized deviations)
-	last float64
+	last float64 // the previous value, without its time of day's offset
+	raw  float64 // the previous value as read
 	dvar float64 // spread of the change from one reading to the next (EWMA of squares)
 	// Anomaly likelihood: long-run level and spread of the raw z-score.
 	lmean, lvar float64
@@ -30,6 +31,7 @@ type Series struct {
 	cadence     float64 // usual time between readings, seconds (EWMA)
 	moved       bool    // the series ever changed value (a constant series is not "stuck")
 	alert       alertState
+	season      season
 }
 
 // Observe updates the series with value v at ts and returns the strongest
@@ -42,13 +44,26 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 	if st.Score > best.Score {
 		best = st
 	}
-	if f := s.likelihood(cfg, s.zscore(cfg, v)); f.Score > best.Score {
+	t := ts.UnixNano()
+	dt := 0.0
+	if s.lastTS != 0 {
+		dt = float64(t-s.lastTS) / 1e9
+	}
+	slot := seasonSlot(t)
+	off := s.season.offset(slot)
+	x := v - off // the value without the usual deviation of its time of day
+	if f := s.likelihood(cfg, s.zscore(cfg, x)); f.Score > best.Score {
+		f.Low += off
+		f.High += off
 		best = f
 	}
 	if f := s.gap(cfg, ts); f.Score > best.Score {
 		best = f
 	}
-	s.update(cfg, v)
+	if s.n > 0 {
+		s.season.learn(slot, t, dt, v, s.mean, math.Max(1/float64(s.n), cfg.AlphaMin), cfg.Z)
+	}
+	s.update(cfg, v, x)
 	best.Hold = best.Hold || st.Hold
 	return best
 }
@@ -60,10 +75,10 @@ func (s *Series) sd() float64 {
 	return math.Max(math.Sqrt(s.varc), floor)
 }
 
-// update folds v into the level and spread estimates. Values beyond Z
+// update folds v (raw without its time of day's offset) into the level and spread estimates. Values beyond Z
 // standard deviations are clipped first, so outliers barely move the
 // baseline while a lasting level shift is still learned, slowly.
-func (s *Series) update(cfg *Config, v float64) {
+func (s *Series) update(cfg *Config, raw, v float64) {
 	if s.n > 0 {
 		// The step spread learns from clipped steps, like the level.
 		st := v - s.last
@@ -73,7 +88,7 @@ func (s *Series) update(cfg *Config, v float64) {
 		}
 		a := math.Max(1/float64(s.n), cfg.AlphaMin)
 		s.dvar = (1-a)*s.dvar + a*st*st
-		if v == s.last {
+		if raw == s.raw {
 			s.run++
 		} else {
 			s.maxRun = max(s.maxRun, s.run)
@@ -84,6 +99,7 @@ func (s *Series) update(cfg *Config, v float64) {
 		s.run = 1
 	}
 	s.last = v
+	s.raw = raw
 	s.n++
 	if s.n == 1 {
 		s.mean = v
