@@ -158,7 +158,84 @@ func TestDeterministic(t *testing.T) {
 func TestStateIsSmall(t *testing.T) {
 	size := unsafe.Sizeof(Series{})
 	t.Logf("series state: %d bytes (plus the open alert's id string)", size)
-	require.LessOrEqual(t, size, uintptr(256))
+	require.LessOrEqual(t, size, uintptr(1024))
+}
+
+// daily is days of readings every 5 minutes: 10 at night, 30 from 08:00
+// to 18:00, with noise of 1.
+func daily(days int, seed uint64) ([]time.Time, []float64) {
+	v := noise(days*288, seed, 0, 1)
+	ts := make([]time.Time, len(v))
+	for i := range v {
+		ts[i] = t0.Add(time.Duration(i) * 5 * time.Minute)
+		if h := ts[i].Hour(); h >= 8 && h < 18 {
+			v[i] += 30
+		} else {
+			v[i] += 10
+		}
+	}
+	return ts, v
+}
+
+func feedAt(cfg Config, ts []time.Time, values []float64) []sensor.Alert {
+	d := New(cfg)
+	var out []sensor.Alert
+	for i, v := range values {
+		r := sensor.Reading{DeviceID: "dev-1", Site: "s", TS: ts[i], Metrics: map[string]float64{"m": v}}
+		out, _ = d.Observe(&r, out, nil)
+	}
+	return out
+}
+
+func opensAfter(a []sensor.Alert, t time.Time) []sensor.Alert {
+	var out []sensor.Alert
+	for _, e := range a {
+		if e.State == sensor.StateOpen && !e.StartedAt.Before(t) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func TestDailyCycle(t *testing.T) {
+	cfg := DefaultConfig()
+	learned := t0.Add(3 * 24 * time.Hour) // the profile is in use after two days
+
+	t.Run("the daily switch is not an anomaly once learned", func(t *testing.T) {
+		ts, v := daily(8, 11)
+		require.Empty(t, opensAfter(feedAt(cfg, ts, v), learned))
+	})
+
+	// A daytime value at 02:00 on day 6: ordinary for the series as a
+	// whole, unusual for the hour.
+	at := 5*288 + 24
+	t.Run("a value usual by day is an anomaly at night", func(t *testing.T) {
+		ts, v := daily(8, 12)
+		v[at] = 30
+		a := opensAfter(feedAt(cfg, ts, v), learned)
+		require.Len(t, a, 1, "%v", a)
+		require.Equal(t, ts[at], a[0].StartedAt)
+		require.Equal(t, KindZScore, a[0].Kind)
+		require.Less(t, a[0].ExpectedHigh, 20.0, "the expected range is the night's")
+		require.Greater(t, a[0].ExpectedHigh, 10.0)
+	})
+	t.Run("without the profile (under two days) it is not", func(t *testing.T) {
+		ts, v := daily(2, 12)
+		v[288+24] = 30
+		a := feedAt(cfg, ts, v)
+		for _, e := range a {
+			require.NotEqual(t, ts[288+24], e.StartedAt, "%v", a)
+		}
+	})
+	t.Run("a stuck sensor is still stuck", func(t *testing.T) {
+		ts, v := daily(8, 13)
+		for i := at; i < at+60; i++ {
+			v[i] = 10.5
+		}
+		a := opensAfter(feedAt(cfg, ts, v), learned)
+		require.NotEmpty(t, a)
+		require.Equal(t, KindStuck, a[0].Kind, "%v", a)
+	})
 }
 
 func TestParseLimits(t *testing.T) {

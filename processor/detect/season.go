@@ -2,31 +2,35 @@ package detect
 
 import "math"
 
-// Daily cycle: the series learns its usual deviation from its level at each
-// time of day (from the readings' timestamps, UTC), in seasonSlots slots.
-// Once a series has been watched for seasonMinSpan and the profile explains
-// much of its spread, the scorers and the level see the value minus the
-// profile: a value usual for the hour (busy afternoons, a heater's daily
-// schedule) scores low, and one unusual for the hour scores high even when
-// it would be ordinary at another time.
+// Daily cycle: the series learns its usual value at each time of day (from
+// the readings' timestamps, UTC), in seasonSlots slots. Once a series has
+// been watched for seasonMinSpan and the profile explains much of its
+// spread, the scorers and the level see the value minus its time of day's
+// offset (the slot's usual value less the average of all slots): a value
+// usual for the hour (busy afternoons, a heater's daily schedule) scores
+// low, and one unusual for the hour scores high even when it would be
+// ordinary at another time.
 const (
 	seasonSlots    = 96                  // 15-minute slots
 	seasonSlotSecs = 86400 / seasonSlots // seconds per slot
 	seasonMinSpan  = 2 * 86400           // seconds watched before the profile may be used
-	seasonDayRate  = 0.5                 // weight of one day's values in a slot's offset
+	seasonDayRate  = 0.5                 // weight of a new day in a slot's usual value (the first days count equally)
 	seasonOn       = 0.5                 // profile used when it leaves this share of the variance or less
 	seasonOff      = 0.7                 // and given up above this share
 )
 
-// season is a series' daily profile: about 420 bytes.
+// season is a series' daily profile: about 450 bytes.
 type season struct {
-	off     [seasonSlots]float32            // usual deviation from the level at each slot
-	known   [(seasonSlots + 63) / 64]uint64 // slots that have learned an offset
-	last    float32                         // offset used for the previous reading
-	on      bool                            // profile in use
-	first   int64                           // time of the first reading, Unix seconds
-	varRaw  float64                         // EWMA of (v - level)²
-	varDeso float64                         // EWMA of (v - level - offset)² over known slots
+	slot    [seasonSlots]float32 // usual value at each slot, less ref
+	known   [(seasonSlots + 63) / 64]uint64
+	nknown  int32
+	last    float32 // offset used for the previous reading
+	on      bool    // profile in use
+	first   int64   // time of the first reading, Unix seconds
+	ref     float64 // the first value: slots hold differences from it, for float32's precision
+	sum     float64 // sum of the known slots
+	varRaw  float64 // EWMA of (v - daily average)²
+	varDeso float64 // EWMA of (v - slot's usual value)²
 }
 
 func seasonSlot(unixNano int64) int {
@@ -39,6 +43,11 @@ func seasonSlot(unixNano int64) int {
 
 func (p *season) isKnown(slot int) bool { return p.known[slot/64]&(1<<(slot%64)) != 0 }
 
+// off is slot's offset from the daily average.
+func (p *season) off(slot int) float64 {
+	return float64(p.slot[slot]) - p.sum/float64(p.nknown)
+}
+
 // offset returns what to subtract from a value at slot: the slot's offset
 // while the profile is in use (the previous reading's for a slot not
 // learned yet), else 0.
@@ -47,45 +56,59 @@ func (p *season) offset(slot int) float64 {
 		return 0
 	}
 	if p.isKnown(slot) {
-		p.last = p.off[slot]
+		p.last = float32(p.off(slot))
 	}
 	return float64(p.last)
 }
 
 // learn folds value v, seen dt seconds after the previous reading at slot,
-// into the profile, given the series' level and the minimum EWMA weight.
-func (p *season) learn(slot int, ts int64, dt, v, level, alpha, clipZ float64) {
+// into the profile, given the minimum EWMA weight.
+// It reports whether the profile has just come into use.
+func (p *season) learn(slot int, ts int64, dt, v, alpha, clipZ float64) (started bool) {
 	sec := ts / 1e9
-	if p.first == 0 {
-		p.first = sec
+	if p.nknown == 0 {
+		p.first, p.ref = sec, v
 	}
-	dev := v - level
-	if math.IsInf(dev, 0) || math.IsNaN(dev) {
-		return
+	rel := v - p.ref
+	if math.IsInf(rel, 0) || math.IsNaN(rel) {
+		return false
 	}
-	p.varRaw += alpha * (dev*dev - p.varRaw)
-	if p.isKnown(slot) {
-		r := dev - float64(p.off[slot])
-		p.varDeso += alpha * (r*r - p.varDeso)
-		// Clipped like the level: one outlier barely moves its slot.
-		if b := clipZ * math.Sqrt(p.varDeso); r > b {
-			r = b
-		} else if r < -b {
-			r = -b
-		}
-		w := seasonDayRate * math.Min(1, dt/seasonSlotSecs)
-		p.off[slot] += float32(w * r)
-	} else {
-		p.off[slot] = float32(dev)
+	if !p.isKnown(slot) {
+		p.slot[slot] = float32(rel)
+		p.sum += float64(p.slot[slot])
 		p.known[slot/64] |= 1 << (slot % 64)
-		p.varDeso += alpha * (p.varRaw - p.varDeso) // no evidence yet: as bad as none
+		p.nknown++
+		if p.nknown == 1 {
+			p.varDeso = math.Inf(1) // no evidence yet
+		}
+	} else {
+		// How well the slot predicts v, against the daily average.
+		d, a := rel-float64(p.slot[slot]), rel-p.sum/float64(p.nknown)
+		if math.IsInf(p.varDeso, 1) {
+			p.varDeso, p.varRaw = d*d, a*a
+		}
+		p.varDeso += alpha * (d*d - p.varDeso)
+		p.varRaw += alpha * (a*a - p.varRaw)
+		// Clipped like the level: one outlier barely moves its slot.
+		if b := clipZ * math.Sqrt(p.varDeso); d > b {
+			d = b
+		} else if d < -b {
+			d = -b
+		}
+		days := float64((sec-p.first)/86400 + 1)
+		w := math.Max(seasonDayRate, 1/days) * math.Min(1, dt/seasonSlotSecs)
+		old := p.slot[slot]
+		p.slot[slot] += float32(w * d)
+		p.sum += float64(p.slot[slot] - old)
 	}
 	switch {
 	case sec-p.first < seasonMinSpan:
 		p.on = false
 	case !p.on && p.varDeso < seasonOn*p.varRaw:
 		p.on = true
+		return true
 	case p.on && p.varDeso > seasonOff*p.varRaw:
 		p.on = false
 	}
+	return false
 }

@@ -60,8 +60,13 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 	if f := s.gap(cfg, ts); f.Score > best.Score {
 		best = f
 	}
-	if s.n > 0 {
-		s.season.learn(slot, t, dt, v, s.mean, math.Max(1/float64(s.n), cfg.AlphaMin), cfg.Z)
+	if s.n > 0 && s.season.learn(slot, t, dt, v, math.Max(1/float64(s.n), cfg.AlphaMin), cfg.Z) {
+		// The spreads learned so far include the daily swing the
+		// profile now removes: start them from what is left of it.
+		if r := s.season.varDeso / s.season.varRaw; r < 1 {
+			s.varc *= r
+			s.dvar *= r
+		}
 	}
 	s.update(cfg, v, x)
 	best.Hold = best.Hold || st.Hold
