@@ -100,15 +100,16 @@ func limit(cfg *Config, metric string, v float64) Finding {
 const (
 	rawZ            = 8     // robust z that makes a raw score of 0.5
 	likelihoodAlpha = 0.002 // weight of a new raw score in its long-run level and spread
-	likelihoodFloor = 1e-30 // tail probability that scores 1
 	refractory      = 10    // readings after a detection that score 0 (an open alert stays open)
+	surpriseHalf    = 15    // -log10 of the tail probability that scores 0.5
+	criticalScore   = 0.75  // an alert opened at this score or more is critical (q ≤ 1e-45)
 	stepWeight      = 1     // divides the step's z before it competes with the level's
 )
 
 // likelihood turns the raw z-score into how unusual it is for this
 // series: the raw score (1 - 2^-(z/8)²) is compared with its own long-run
 // level and spread, and the tail probability q of the comparison maps to
-// log(q)/log(1e-30), so q = 1e-15 scores 0.5. A noisy series whose raw
+// a score by surprise, so q = 1e-15 scores 0.5. A noisy series whose raw
 // score is often high thereby stays calm, and a quiet one reacts to a small
 // change. After a detection the score rests for a few readings (one event,
 // one detection), while Hold keeps the alert open as long as the reading
@@ -134,8 +135,7 @@ func (s *Series) likelihood(cfg *Config, f Finding) Finding {
 		f.Score = 0
 		return f
 	}
-	q := 0.5 * math.Erfc(z/math.Sqrt2)
-	f.Score = math.Min(1, math.Log(q+likelihoodFloor)/math.Log(likelihoodFloor))
+	f.Score = surprise(z)
 	if s.quiet > 0 {
 		s.quiet--
 		f.Hold = f.Score >= cfg.ResolveScore
@@ -144,4 +144,21 @@ func (s *Series) likelihood(cfg *Config, f Finding) Finding {
 		s.quiet = refractory
 	}
 	return f
+}
+
+// surprise maps a z-score to [0,1) through its one-sided Gaussian tail
+// probability q: with L = -log10(q), the score is L/(L+15), so q = 1e-15
+// (z ≈ 7.9) scores 0.5, q = 1e-45 scores 0.75, and it never saturates: a
+// stronger deviation always scores higher.
+func surprise(z float64) float64 {
+	if z <= 0 {
+		return 0
+	}
+	var l float64
+	if z < 30 {
+		l = -math.Log10(0.5 * math.Erfc(z/math.Sqrt2))
+	} else { // the tail's asymptote, where Erfc underflows
+		l = (z*z/2 + math.Log(z*math.Sqrt(2*math.Pi))) / math.Ln10
+	}
+	return l / (l + surpriseHalf)
 }

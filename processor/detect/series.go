@@ -11,8 +11,13 @@ var nan = math.NaN()
 // side, make a new level that the baseline restarts from.
 const shiftRun = 8
 
-// Series is the state of one (device, metric) series: about 200 bytes
-// with its open alert.
+// varClip: deviations beyond this many spreads count as this many in the
+// spread's update, so a burst of noise widens it less (the level itself
+// clips at -detect.z).
+const varClip = 3
+
+// Series is the state of one (device, metric) series: about 650 bytes
+// with its open alert and daily profile.
 type Series struct {
 	cfg  *Config // shared: the detector's, or one made by rules
 	n    int64
@@ -134,6 +139,11 @@ func (s *Series) update(cfg *Config, raw, v float64) {
 		}
 	}
 	d := x - s.mean
+	dv := d
+	if s.n > int64(cfg.Warmup) {
+		b := varClip * s.sd()
+		dv = math.Min(math.Max(d, -b), b)
+	}
 	s.mean += alpha * d
-	s.varc = (1 - alpha) * (s.varc + alpha*d*d)
+	s.varc = (1 - alpha) * (s.varc + alpha*dv*dv)
 }
