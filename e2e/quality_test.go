@@ -7,15 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sensorflow/sensorflow/internal/quality"
 	"github.com/sensorflow/sensorflow/internal/sensor"
 	"github.com/sensorflow/sensorflow/simulator"
 )
@@ -71,8 +70,26 @@ func TestDetectionQuality(t *testing.T) {
 			opened = append(opened, a)
 		}
 	}
-	q := scoreAlerts(truth, opened, s.sim.Interval)
-	t.Logf("seed %d: %s", s.sim.Seed, q)
+	q := quality.Score(truth, opened, s.sim.Interval)
+	t.Logf("seed %d: live detection: %s", s.sim.Seed, q)
+
+	// The same fleet played offline through the same detector raises the
+	// same alerts: the pipeline changes nothing the detector sees, and
+	// make eval's offline fleets measure what the live processor does.
+	start, err := time.Parse(time.RFC3339, s.sim.Start)
+	require.NoError(t, err)
+	off, offTruth, err := quality.Offline(s.sim, start, s.processor.Detect)
+	require.NoError(t, err)
+	require.Equal(t, truth, offTruth, "the offline fleet's anomalies")
+	key := func(as []sensor.Alert) []string {
+		out := make([]string, len(as))
+		for i, a := range as {
+			out[i] = fmt.Sprintf("%s %s %s %s %s", a.AlertID, a.DeviceID, a.Metric, a.Kind, a.StartedAt.Format(time.RFC3339Nano))
+		}
+		slices.Sort(out)
+		return out
+	}
+	require.Equal(t, key(off), key(opened), "alerts opened offline and live")
 	if dir := os.Getenv("SENSORFLOW_EVAL_OUT"); dir != "" {
 		require.NoError(t, os.MkdirAll(dir, 0o755))
 		b, _ := json.MarshalIndent(q, "", "  ")
@@ -82,66 +99,4 @@ func TestDetectionQuality(t *testing.T) {
 	// figures themselves are reported by make eval.
 	require.GreaterOrEqual(t, q.Recall, 0.7, "recall")
 	require.GreaterOrEqual(t, q.Precision, 0.7, "precision")
-}
-
-// quality is the event-level score of a run.
-type quality struct {
-	Anomalies, Found, Alerts, FalseAlerts int
-	Precision, Recall                     float64
-	MedianDelayReadings                   float64
-	RecallByKind                          map[string]string
-}
-
-func (q quality) String() string {
-	kinds := make([]string, 0, len(q.RecallByKind))
-	for k, v := range q.RecallByKind {
-		kinds = append(kinds, k+" "+v)
-	}
-	sort.Strings(kinds)
-	return fmt.Sprintf("live detection: precision %.3f (%d of %d alerts match an anomaly), recall %.3f (%d of %d anomalies found), median delay %.1f readings; by kind: %s",
-		q.Precision, q.Alerts-q.FalseAlerts, q.Alerts, q.Recall, q.Found, q.Anomalies, q.MedianDelayReadings, strings.Join(kinds, ", "))
-}
-
-func scoreAlerts(truth []simulator.GroundTruth, opened []sensor.Alert, interval time.Duration) quality {
-	tol := 5 * interval
-	matches := func(g simulator.GroundTruth, a sensor.Alert) bool {
-		return a.DeviceID == g.DeviceID && (g.Metric == "*" || a.Metric == g.Metric) &&
-			!a.StartedAt.Before(g.Start) && !a.StartedAt.After(g.End.Add(tol))
-	}
-	q := quality{Anomalies: len(truth), Alerts: len(opened), RecallByKind: map[string]string{}}
-	found, total := map[string]int{}, map[string]int{}
-	var delays []float64
-	for _, g := range truth {
-		total[g.Kind]++
-		first := time.Time{}
-		for _, a := range opened {
-			if matches(g, a) && (first.IsZero() || a.StartedAt.Before(first)) {
-				first = a.StartedAt
-			}
-		}
-		if !first.IsZero() {
-			q.Found++
-			found[g.Kind]++
-			delays = append(delays, float64(first.Sub(g.Start))/float64(interval))
-		}
-	}
-	for _, a := range opened {
-		if !slices.ContainsFunc(truth, func(g simulator.GroundTruth) bool { return matches(g, a) }) {
-			q.FalseAlerts++
-		}
-	}
-	for k, n := range total {
-		q.RecallByKind[k] = fmt.Sprintf("%d/%d", found[k], n)
-	}
-	if q.Alerts > 0 {
-		q.Precision = float64(q.Alerts-q.FalseAlerts) / float64(q.Alerts)
-	}
-	if q.Anomalies > 0 {
-		q.Recall = float64(q.Found) / float64(q.Anomalies)
-	}
-	if len(delays) > 0 {
-		slices.Sort(delays)
-		q.MedianDelayReadings = delays[len(delays)/2]
-	}
-	return q
 }

@@ -3,7 +3,8 @@
 // lays the results out as NAB does, and scores them with the NAB scorer
 // twice: the anomaly_score with NAB's threshold optimization, and the
 // alert column, which is what the live processor would have raised, with
-// the threshold fixed at 1.
+// the threshold fixed at 1. Then it plays simulated fleets offline through
+// the detector and scores the alerts on the simulator's ground truth.
 //
 // Run it through `make eval`, which then measures the live pipeline on the
 // simulator's ground truth (e2e TestDetectionQuality).
@@ -29,12 +30,20 @@ func main() {
 	bin := flag.String("bin", "bin/sensorflow", "The sensorflow binary.")
 	out := flag.String("out", "out/eval", "Directory for the results and the report.")
 	rules := flag.String("rules", "", "Detection rules file passed to replay.")
+	seeds := flag.String("fleet-seeds", "11,23,42,7,99", "Seeds of the simulated fleets played offline through the detector (empty: none).")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./eval [flags]\n\nScores the live detector on NAB through `sensorflow replay`.\n\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./eval [flags]\n\nScores the live detector on NAB through `sensorflow replay`, then on simulated fleets\nplayed offline (precision and recall against the simulator's ground truth).\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if err := run(*nab, *scorer, *bin, *out, *rules); err != nil {
+	seedList, err := parseSeeds(*seeds)
+	if err == nil {
+		err = run(*nab, *scorer, *bin, *out, *rules)
+	}
+	if err == nil && len(seedList) > 0 {
+		err = evalFleets(seedList, *out)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "eval:", err)
 		os.Exit(1)
 	}

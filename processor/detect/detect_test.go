@@ -117,6 +117,24 @@ func TestDetector(t *testing.T) {
 			},
 		},
 		{
+			name: "a sensor stuck twice alerts twice (a stuck run is not the series' habit)",
+			values: func() []float64 {
+				v := noise(600, 5, 20, 0.5)
+				for i := 200; i < 260; i++ {
+					v[i] = 20.25
+				}
+				for i := 400; i < 460; i++ {
+					v[i] = 19.75
+				}
+				return v
+			},
+			check: func(t *testing.T, a []sensor.Alert) {
+				require.Len(t, a, 4, "%v", a)
+				require.Equal(t, KindStuck, a[2].Kind)
+				require.Equal(t, t0.Add(time.Duration(400+cfg.StuckAfter-1)*time.Second), a[2].StartedAt)
+			},
+		},
+		{
 			name:   "a constant series is not stuck",
 			values: func() []float64 { v := make([]float64, 500); return v },
 			check:  func(t *testing.T, a []sensor.Alert) { require.Empty(t, a) },

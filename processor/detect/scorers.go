@@ -78,6 +78,7 @@ func (s *Series) stuck(cfg *Config, v float64) Finding {
 	case n < at:
 		return Finding{Kind: KindStuck}
 	case n == at:
+		s.stuckRun = true
 		sd := s.sd()
 		return Finding{Score: 1, Kind: KindStuck, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
 	}

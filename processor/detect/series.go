@@ -34,6 +34,7 @@ type Series struct {
 	quiet       int32   // readings left in the refractory period after a detection
 	lastTS      int64   // time of the last reading, Unix nanoseconds
 	cadence     float64 // usual time between readings, seconds (EWMA)
+	stuckRun    bool    // the current run made a stuck alert
 	moved       bool    // the series ever changed value (a constant series is not "stuck")
 	alert       alertState
 	season      season
@@ -101,7 +102,11 @@ func (s *Series) update(cfg *Config, raw, v float64) {
 		if raw == s.raw {
 			s.run++
 		} else {
-			s.maxRun = max(s.maxRun, s.run)
+			// A run that made a stuck alert is not the series' habit.
+			if !s.stuckRun {
+				s.maxRun = max(s.maxRun, s.run)
+			}
+			s.stuckRun = false
 			s.run = 1
 			s.moved = true
 		}
