@@ -22,17 +22,20 @@ var fleetStart = time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
 
 // fleetRun is one offline fleet configuration.
 type fleetRun struct {
-	Name     string
-	Interval time.Duration
-	Count    int64 // readings, dropouts included
+	Name        string
+	Interval    time.Duration
+	Count       int64   // readings, dropouts included
+	AnomalyRate float64 // per reading of a device without an anomaly
 }
 
 // fleets: the live evaluation's fleet (60 devices × 800 readings, 1 s
-// apart: about 13 minutes) and a fleet over three days of readings one
-// minute apart, long enough for the daily cycles to be learned.
+// apart: about 13 minutes, anomalies twice as often as the simulator's
+// default to have enough of them) and a fleet over three days of readings
+// one minute apart, long enough for the daily cycles to be learned, at the
+// simulator's default anomaly rate.
 var fleets = []fleetRun{
-	{Name: "13 min at 1 s", Interval: time.Second, Count: 60 * 800},
-	{Name: "3 days at 1 min", Interval: time.Minute, Count: 60 * 3 * 1440},
+	{Name: "13 min at 1 s", Interval: time.Second, Count: 60 * 800, AnomalyRate: 0.004},
+	{Name: "3 days at 1 min", Interval: time.Minute, Count: 60 * 3 * 1440, AnomalyRate: 0.002},
 }
 
 // evalFleets plays the simulator's fleets offline (no broker: the readings
@@ -48,13 +51,13 @@ func evalFleets(seeds []uint64, out string) error {
 	w := io.MultiWriter(os.Stdout, f)
 	results := map[string]quality.Quality{}
 	for _, run := range fleets {
-		fmt.Fprintf(w, "== simulated fleets offline: 60 devices, %s, seeds %v\n", run.Name, seeds)
+		fmt.Fprintf(w, "== simulated fleets offline: 60 devices, %s, anomaly rate %g, seeds %v\n", run.Name, run.AnomalyRate, seeds)
 		var pooled quality.Quality
 		for _, seed := range seeds {
 			var sim simulator.Config
 			sim.RegisterFlags(flag.NewFlagSet("simulator", flag.ContinueOnError)) // the defaults
 			sim.Devices, sim.Count, sim.Interval, sim.Seed = 60, run.Count, run.Interval, seed
-			sim.AnomalyRate, sim.AnomalyWarmup = 0.004, 100
+			sim.AnomalyRate, sim.AnomalyWarmup = run.AnomalyRate, 100
 			opened, truth, err := quality.Offline(sim, fleetStart, detect.DefaultConfig())
 			if err != nil {
 				return err

@@ -31,6 +31,8 @@ type season struct {
 	sum     float64 // sum of the known slots
 	varRaw  float64 // EWMA of (v - daily average)²
 	varDeso float64 // EWMA of (v - slot's usual value)²
+	level   float64 // EWMA of the values less their offsets: the level the profile implies
+	nlevel  int64
 }
 
 func seasonSlot(unixNano int64) int {
@@ -48,14 +50,14 @@ func (p *season) off(slot int) float64 {
 	return float64(p.slot[slot]) - p.sum/float64(p.nknown)
 }
 
-// offset returns what to subtract from a value at slot: the slot's offset
-// while the profile is in use (the previous reading's for a slot not
-// learned yet), else 0.
-func (p *season) offset(slot int) float64 {
+// offset returns what to subtract from a value at time t (Unix
+// nanoseconds): its slot's offset while the profile is in use (the
+// previous reading's for a slot not learned yet), else 0.
+func (p *season) offset(t int64) float64 {
 	if !p.on {
 		return 0
 	}
-	if p.isKnown(slot) {
+	if slot := seasonSlot(t); p.isKnown(slot) {
 		p.last = float32(p.off(slot))
 	}
 	return float64(p.last)
@@ -84,6 +86,8 @@ func (p *season) learn(slot int, ts int64, dt, v, alpha, clipZ float64) (started
 	} else {
 		// How well the slot predicts v, against the daily average.
 		d, a := rel-float64(p.slot[slot]), rel-p.sum/float64(p.nknown)
+		p.level += math.Max(alpha, 1/float64(p.nlevel+1)) * (v - p.off(slot) - p.level)
+		p.nlevel++
 		if math.IsInf(p.varDeso, 1) {
 			p.varDeso, p.varRaw = d*d, a*a
 		}

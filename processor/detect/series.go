@@ -56,7 +56,7 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 		dt = float64(t-s.lastTS) / 1e9
 	}
 	slot := seasonSlot(t)
-	off := s.season.offset(slot)
+	off := s.season.offset(t)
 	x := v - off // the value without the usual deviation of its time of day
 	if f := s.likelihood(cfg, s.zscore(cfg, x)); f.Score > best.Score {
 		f.Low += off
@@ -67,12 +67,12 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 		best = f
 	}
 	if s.n > 0 && s.season.learn(slot, t, dt, v, math.Max(1/float64(s.n), cfg.AlphaMin), cfg.Z) {
-		// The spreads learned so far include the daily swing the
-		// profile now removes: start them from what is left of it.
-		if r := s.season.varDeso / s.season.varRaw; r < 1 {
-			s.varc *= r
-			s.dvar *= r
-		}
+		// From the next reading on, values lose their time of day's
+		// offset: the level and its spread restart from those the
+		// profile implies (the spread learned so far includes the daily
+		// swing the profile now removes).
+		x = v - s.season.offset(t)
+		s.mean, s.varc, s.last = s.season.level, s.season.varDeso, x
 	}
 	s.update(cfg, v, x)
 	best.Hold = best.Hold || st.Hold
