@@ -101,10 +101,12 @@ func limit(cfg *Config, metric string, v float64) Finding {
 const (
 	rawZ            = 8     // robust z that makes a raw score of 0.5
 	likelihoodAlpha = 0.002 // weight of a new raw score in its long-run level and spread
-	refractory      = 10    // readings after a detection that score 0 (an open alert stays open)
+	refractory      = 20    // readings after a detection that score 0 (an open alert stays open)
 	surpriseHalf    = 15    // -log10 of the tail probability that scores 0.5
-	criticalScore   = 0.75  // an alert opened at this score or more is critical (q ≤ 1e-45)
-	stepWeight      = 1     // divides the step's z before it competes with the level's
+	shortAlpha      = 0.2
+	shortWeight     = 1
+	criticalScore   = 0.75 // an alert opened at this score or more is critical (q ≤ 1e-45)
+	stepWeight      = 1    // divides the step's z before it competes with the level's
 )
 
 // likelihood turns the raw z-score into how unusual it is for this
@@ -129,6 +131,11 @@ func (s *Series) likelihood(cfg *Config, f Finding) Finding {
 	}
 	d := raw - s.lmean
 	z := d / math.Sqrt(s.lvar+1e-4)
+	// Persistence: the average of the last few raw scores against the
+	// spread such an average has (narrower than one score's).
+	s.lshort += shortAlpha * (raw - s.lshort)
+	zs := (s.lshort - s.lmean) / math.Sqrt((s.lvar+1e-4)*shortAlpha/(2-shortAlpha))
+	z = math.Max(z, zs/shortWeight)
 	a := math.Max(1/float64(s.n+1), likelihoodAlpha)
 	s.lmean += a * d
 	s.lvar = (1 - a) * (s.lvar + a*d*d)

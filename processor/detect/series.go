@@ -28,6 +28,7 @@ type Series struct {
 	dvar float64 // spread of the change from one reading to the next (EWMA of squares)
 	// Anomaly likelihood: long-run level and spread of the raw z-score.
 	lmean, lvar float64
+	lshort      float64 // the raw score's short-run average
 	run         int32   // identical consecutive values, including the last
 	out         int32   // consecutive values beyond the clip bound: + above, - below
 	maxRun      int32   // longest run of one value seen so far
