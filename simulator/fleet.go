@@ -190,7 +190,7 @@ func (s *Simulator) finishAnomaly(d *device) {
 		metric = "*"
 	}
 	s.mu.Lock()
-	s.truth = append(s.truth, GroundTruth{DeviceID: d.id, Site: d.site, Metric: metric, Kind: a.kind, Start: a.start, End: a.last})
+	s.truth = append(s.truth, GroundTruth{DeviceID: d.id, Site: d.site, Metric: metric, Kind: a.kind, Start: a.start, End: a.last, Cut: a.left > 0})
 	s.mu.Unlock()
 }
 

@@ -131,7 +131,9 @@ type Stats struct {
 
 // GroundTruth is one injected anomaly: the readings of Metric ("*" for a
 // dropout, which silences every metric) on the device from Start to End
-// (inclusive, virtual time) were altered as Kind says.
+// (inclusive, virtual time) were altered as Kind says. Cut is set when the
+// run ended before the anomaly did (it lasted fewer readings than its kind
+// does).
 type GroundTruth struct {
 	DeviceID string    `json:"device_id"`
 	Site     string    `json:"site"`
@@ -139,6 +141,7 @@ type GroundTruth struct {
 	Kind     string    `json:"kind"`
 	Start    time.Time `json:"start"`
 	End      time.Time `json:"end"`
+	Cut      bool      `json:"cut,omitempty"`
 }
 
 // Simulator is a running fleet. Create it with New, start it with Run;
