@@ -162,14 +162,29 @@ type browser struct {
 }
 
 func startBrowser(t *testing.T) *browser {
+	// Not t.TempDir: Chromium's helper processes may still write to the
+	// profile for a moment after the browser exits, which would fail the
+	// test's cleanup; remove it with retries instead.
+	profile, err := os.MkdirTemp("", "sensorflow-chromium-")
+	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--remote-debugging-port=0",
-		"--user-data-dir="+t.TempDir(), "--window-size=1400,1000", "about:blank")
+		"--user-data-dir="+profile, "--window-size=1400,1000", "about:blank")
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		for range 50 {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("chromium profile %s left behind", profile)
+	})
 	endpoint := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)

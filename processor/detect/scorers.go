@@ -103,10 +103,10 @@ const (
 	likelihoodAlpha = 0.002 // weight of a new raw score in its long-run level and spread
 	refractory      = 20    // readings after a detection that score 0 (an open alert stays open)
 	surpriseHalf    = 15    // -log10 of the tail probability that scores 0.5
-	shortAlpha      = 0.2
-	shortWeight     = 1
-	criticalScore   = 0.75 // an alert opened at this score or more is critical (q ≤ 1e-45)
-	stepWeight      = 1    // divides the step's z before it competes with the level's
+	shortAlpha      = 0.2   // weight of a new raw score in its short-run average
+	shortWeight     = 1     // divides the short-run average's z before it competes
+	criticalScore   = 0.75  // an alert opened at this score or more is critical (q ≤ 1e-45)
+	stepWeight      = 1     // divides the step's z before it competes with the level's
 )
 
 // likelihood turns the raw z-score into how unusual it is for this
@@ -114,7 +114,10 @@ const (
 // level and spread, and the tail probability q of the comparison maps to
 // a score by surprise, so q = 1e-15 scores 0.5. A noisy series whose raw
 // score is often high thereby stays calm, and a quiet one reacts to a small
-// change. After a detection the score rests for a few readings (one event,
+// change. The short-run average of the raw score is rated too, against the
+// narrower spread of such an average: a deviation that lasts a few readings
+// is strong evidence even when each reading is only mildly unusual. After
+// a detection the score rests for a few readings (one event,
 // one detection), while Hold keeps the alert open as long as the reading
 // would still score above the resolve threshold.
 func (s *Series) likelihood(cfg *Config, f Finding) Finding {
