@@ -50,14 +50,14 @@ func (p *season) off(slot int) float64 {
 	return float64(p.slot[slot]) - p.sum/float64(p.nknown)
 }
 
-// offset returns what to subtract from a value at time t (Unix
-// nanoseconds): its slot's offset while the profile is in use (the
-// previous reading's for a slot not learned yet), else 0.
-func (p *season) offset(t int64) float64 {
+// offset returns what to subtract from a value at slot: the slot's
+// offset while the profile is in use (the previous reading's for a slot
+// not learned yet), else 0.
+func (p *season) offset(slot int) float64 {
 	if !p.on {
 		return 0
 	}
-	if slot := seasonSlot(t); p.isKnown(slot) {
+	if p.isKnown(slot) {
 		p.last = float32(p.off(slot))
 	}
 	return float64(p.last)

@@ -57,7 +57,7 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 		dt = float64(t-s.lastTS) / 1e9
 	}
 	slot := seasonSlot(t)
-	off := s.season.offset(t)
+	off := s.season.offset(slot)
 	x := v - off // the value without the usual deviation of its time of day
 	if f := s.likelihood(cfg, s.zscore(cfg, x)); f.Score > best.Score {
 		f.Low += off
@@ -72,7 +72,7 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 		// offset: the level and its spread restart from those the
 		// profile implies (the spread learned so far includes the daily
 		// swing the profile now removes).
-		x = v - s.season.offset(t)
+		x = v - s.season.offset(slot)
 		s.mean, s.varc, s.last = s.season.level, s.season.varDeso, x
 	}
 	s.update(cfg, v, x)
@@ -87,9 +87,10 @@ func (s *Series) sd() float64 {
 	return math.Max(math.Sqrt(s.varc), floor)
 }
 
-// update folds v (raw without its time of day's offset) into the level and spread estimates. Values beyond Z
-// standard deviations are clipped first, so outliers barely move the
-// baseline while a lasting level shift is still learned, slowly.
+// update folds v (raw less its time of day's offset) into the level and
+// spread estimates. Values beyond Z standard deviations are clipped first,
+// so outliers barely move the baseline while a lasting level shift is
+// still learned, slowly.
 func (s *Series) update(cfg *Config, raw, v float64) {
 	if s.n > 0 {
 		// The step spread learns from clipped steps, like the level.
