@@ -256,6 +256,56 @@ func TestDailyCycle(t *testing.T) {
 	})
 }
 
+// An hour that was anomalous while the profile was being learned is not
+// learned as that hour's habit.
+func TestDailyProfileSkipsAnomalies(t *testing.T) {
+	ts, v := daily(3, 14)
+	for i := 48; i < 60; i++ { // day 1, 04:00 to 05:00: 40 above the night's level
+		v[i] += 40
+	}
+	d := New(DefaultConfig())
+	var out []sensor.Alert
+	for i := range v {
+		r := sensor.Reading{DeviceID: "dev-1", Site: "s", TS: ts[i], Metrics: map[string]float64{"m": v[i]}}
+		out, _ = d.Observe(&r, out, nil)
+	}
+	require.NotEmpty(t, opensAfter(out, ts[48]), "the anomaly itself is reported")
+	p := &d.series[seriesKey{"dev-1", "m"}].season
+	require.True(t, p.on)
+	night := p.off(3 * 4) // 03:00
+	for slot := 4 * 4; slot < 5*4; slot++ {
+		require.InDelta(t, night, p.off(slot), 2, "slot %d", slot)
+	}
+}
+
+// Spikes of a size the series makes several times a day stop alerting;
+// a larger one still does.
+func TestUsualSpikesAreLearned(t *testing.T) {
+	v := noise(6000, 15, 10, 1)
+	var spikes []int
+	for i := 300; i < 5800; i += 60 {
+		v[i] += 15
+		spikes = append(spikes, i)
+	}
+	v[5900] += 60
+	opened := map[time.Time]bool{}
+	for _, e := range feed(DefaultConfig(), v) {
+		if e.State == sensor.StateOpen {
+			opened[e.StartedAt] = true
+		}
+	}
+	at := func(i int) bool { return opened[t0.Add(time.Duration(i)*time.Second)] }
+	require.True(t, at(spikes[0]), "the first spike is an anomaly")
+	late := 0
+	for _, i := range spikes[len(spikes)/2:] {
+		if at(i) {
+			late++
+		}
+	}
+	require.Zero(t, late, "spikes every 60 readings are the series' habit")
+	require.True(t, at(5900), "a spike four times as large is not")
+}
+
 func TestParseLimits(t *testing.T) {
 	l, err := ParseLimits("temperature=-40:85, humidity=0:,pressure=:1100")
 	require.NoError(t, err)
@@ -346,6 +396,29 @@ func TestStuckAdaptsToSeriesThatRepeatThemselves(t *testing.T) {
 	out := stuck(feed(DefaultConfig(), v))
 	require.Len(t, out, 1, "one alert, held open while stuck: %+v", out)
 	require.Equal(t, sensor.StateOpen, out[0].State)
+}
+
+func TestStuckLearnsARestingValue(t *testing.T) {
+	// A device that rests at 0 for 100 readings between bursts of
+	// activity: the first rest is reported, the later ones at the same
+	// value are its habit, and being stuck at another value still counts.
+	v := noise(100, 16, 5, 1)
+	for range 5 {
+		v = append(v, make([]float64, 100)...)
+		v = append(v, noise(20, 17, 5, 1)...)
+	}
+	for range 300 {
+		v = append(v, 7.25)
+	}
+	var stuck []sensor.Alert
+	for _, a := range feed(DefaultConfig(), v) {
+		if a.Kind == KindStuck && a.State == sensor.StateOpen {
+			stuck = append(stuck, a)
+		}
+	}
+	require.Len(t, stuck, 2, "%+v", stuck)
+	require.Equal(t, 0.0, stuck[0].Value)
+	require.Equal(t, 7.25, stuck[1].Value)
 }
 
 // Once a series exists, observing a reading allocates nothing.

@@ -47,7 +47,7 @@ func (s *Series) gap(cfg *Config, ts time.Time) Finding {
 
 // zscore rates how far v lies from the series' robust level, in robust
 // standard deviations: score = 1 - 2^-(z/Z)², so z = Z scores 0.5.
-func (s *Series) zscore(cfg *Config, v float64) Finding {
+func (s *Series) zscore(cfg *Config, raw, v float64) Finding {
 	if s.n < 2 {
 		return Finding{Kind: KindZScore, Low: nan, High: nan}
 	}
@@ -57,7 +57,7 @@ func (s *Series) zscore(cfg *Config, v float64) Finding {
 	return Finding{
 		Score: 1 - math.Exp2(-r*r),
 		dev:   v - s.mean,
-		step:  v - s.last,
+		step:  s.step(raw, v),
 		Kind:  KindZScore,
 		Low:   s.mean - cfg.Z*sd,
 		High:  s.mean + cfg.Z*sd,
@@ -78,7 +78,12 @@ func (s *Series) stuck(cfg *Config, v float64) Finding {
 	case n < at:
 		return Finding{Kind: KindStuck}
 	case n == at:
-		s.stuckRun = true
+		if s.stuckSeen && v == s.stuckVal {
+			// Stuck at the same value as before: a resting state the
+			// series returns to (off, idle), learned as its habit.
+			return Finding{Kind: KindStuck}
+		}
+		s.stuckRun, s.stuckSeen, s.stuckVal = true, true, v
 		sd := s.sd()
 		return Finding{Score: 1, Kind: KindStuck, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
 	}
@@ -97,48 +102,75 @@ func limit(cfg *Config, metric string, v float64) Finding {
 	return Finding{Kind: KindLimit}
 }
 
-// Likelihood settings, chosen on the NAB development set (make eval).
+// Likelihood settings, chosen on the NAB corpus and the simulated fleets
+// (make eval).
 const (
 	rawZ            = 8     // robust z that makes a raw score of 0.5
 	likelihoodAlpha = 0.002 // weight of a new raw score in its long-run level and spread
+	likelihoodFloor = 1e-3  // added to the raw score's variance, so a very steady series does not alert on a blip
 	refractory      = 20    // readings after a detection that score 0 (an open alert stays open)
 	surpriseHalf    = 15    // -log10 of the tail probability that scores 0.5
 	shortAlpha      = 0.2   // weight of a new raw score in its short-run average
-	shortWeight     = 1     // divides the short-run average's z before it competes
 	criticalScore   = 0.75  // an alert opened at this score or more is critical (q ≤ 1e-45)
-	stepWeight      = 1     // divides the step's z before it competes with the level's
+	tailAlpha       = 0.001 // weight of a new reading in the rate of excursions past each edge
+	tailWeight      = 4.5   // an excursion seen at rate r is worth at most -tailWeight·log10(r)
 )
 
+// tailEdges are the raw z-scores past which a series counts its excursions.
+var tailEdges = [...]float64{6, 9, 13, 19, 27, 38, 54, 76}
+
 // likelihood turns the raw z-score into how unusual it is for this
-// series: the raw score (1 - 2^-(z/8)²) is compared with its own long-run
-// level and spread, and the tail probability q of the comparison maps to
-// a score by surprise, so q = 1e-15 scores 0.5. A noisy series whose raw
-// score is often high thereby stays calm, and a quiet one reacts to a small
-// change. The short-run average of the raw score is rated too, against the
-// narrower spread of such an average: a deviation that lasts a few readings
-// is strong evidence even when each reading is only mildly unusual. After
-// a detection the score rests for a few readings (one event,
-// one detection), while Hold keeps the alert open as long as the reading
-// would still score above the resolve threshold.
+// series, as L = -log10 of a tail probability, scored L/(L+15) (so
+// q = 1e-15 scores 0.5 and q = 1e-45 scores 0.75; it never saturates):
+//   - the raw score (1 - 2^-(z/8)²) against its own long-run level and
+//     spread: a noisy series whose raw score is often high stays calm, a
+//     quiet one reacts to a small change;
+//   - capped by how often the series made an excursion this far before
+//     (onsets only, so a level shift counts once): a spike of a size it
+//     makes every day is no surprise, however rare the spread says it is,
+//     while a larger one still is;
+//   - or the short-run average of the raw score against the narrower
+//     spread of such an average, if that says more: a deviation that lasts
+//     a few readings is strong evidence even when each reading alone is only
+//     mildly unusual.
+//
+// After a detection the score rests for a few readings (one event, one
+// detection), while Hold keeps the alert open as long as the reading would
+// still score above the resolve threshold.
 func (s *Series) likelihood(cfg *Config, f Finding) Finding {
-	raw := 0.0
+	raw, zr := 0.0, 0.0
 	if s.n >= 2 {
-		z := math.Abs(f.dev) / s.sd()
+		zr = math.Abs(f.dev) / s.sd()
 		// Rate of change: a step much larger than the series' usual
 		// steps, even where slow swings make the level's spread wide.
 		if s.n > 2 && s.dvar > 0 {
-			z = math.Max(z, math.Abs(f.step)/math.Sqrt(s.dvar)/stepWeight)
+			zr = math.Max(zr, math.Abs(f.step)/math.Sqrt(s.dvar))
 		}
-		r := z / rawZ
+		r := zr / rawZ
 		raw = 1 - math.Exp2(-r*r)
 	}
 	d := raw - s.lmean
-	z := d / math.Sqrt(s.lvar+1e-4)
-	// Persistence: the average of the last few raw scores against the
-	// spread such an average has (narrower than one score's).
+	l := tailL(d / math.Sqrt(s.lvar+likelihoodFloor))
+	// The highest edge this reading reached, and how often the series
+	// reached it before.
+	k := -1
+	for k+1 < len(tailEdges) && zr >= tailEdges[k+1] {
+		k++
+	}
+	if k >= 0 && s.tail[k] > 0 {
+		l = math.Min(l, -tailWeight*math.Log10(float64(s.tail[k])))
+	}
+	for i, e := range tailEdges {
+		hit := float32(0)
+		if zr >= e && i >= int(s.tailK) { // the previous reading reached edges below tailK only
+			hit = 1
+		}
+		s.tail[i] += tailAlpha * (hit - s.tail[i])
+	}
+	s.tailK = int8(k + 1)
 	s.lshort += shortAlpha * (raw - s.lshort)
-	zs := (s.lshort - s.lmean) / math.Sqrt((s.lvar+1e-4)*shortAlpha/(2-shortAlpha))
-	z = math.Max(z, zs/shortWeight)
+	zs := (s.lshort - s.lmean) / math.Sqrt((s.lvar+likelihoodFloor)*shortAlpha/(2-shortAlpha))
+	l = math.Max(l, tailL(zs))
 	a := math.Max(1/float64(s.n+1), likelihoodAlpha)
 	s.lmean += a * d
 	s.lvar = (1 - a) * (s.lvar + a*d*d)
@@ -146,7 +178,7 @@ func (s *Series) likelihood(cfg *Config, f Finding) Finding {
 		f.Score = 0
 		return f
 	}
-	f.Score = surprise(z)
+	f.Score = l / (l + surpriseHalf)
 	if s.quiet > 0 {
 		s.quiet--
 		f.Hold = f.Score >= cfg.ResolveScore
@@ -157,19 +189,15 @@ func (s *Series) likelihood(cfg *Config, f Finding) Finding {
 	return f
 }
 
-// surprise maps a z-score to [0,1) through its one-sided Gaussian tail
-// probability q: with L = -log10(q), the score is L/(L+15), so q = 1e-15
-// (z ≈ 7.9) scores 0.5, q = 1e-45 scores 0.75, and it never saturates: a
-// stronger deviation always scores higher.
-func surprise(z float64) float64 {
+// tailL is -log10 of the one-sided Gaussian tail probability of z (0 for
+// z ≤ 0).
+func tailL(z float64) float64 {
 	if z <= 0 {
 		return 0
 	}
-	var l float64
 	if z < 30 {
-		l = -math.Log10(0.5 * math.Erfc(z/math.Sqrt2))
-	} else { // the tail's asymptote, where Erfc underflows
-		l = (z*z/2 + math.Log(z*math.Sqrt(2*math.Pi))) / math.Ln10
+		return -math.Log10(0.5 * math.Erfc(z/math.Sqrt2))
 	}
-	return l / (l + surpriseHalf)
+	// the tail's asymptote, where Erfc underflows
+	return (z*z/2 + math.Log(z*math.Sqrt(2*math.Pi))) / math.Ln10
 }

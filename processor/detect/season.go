@@ -19,7 +19,7 @@ const (
 	seasonOff      = 0.7                 // and given up above this share
 )
 
-// season is a series' daily profile: about 450 bytes.
+// season is a series' daily profile: about 460 bytes.
 type season struct {
 	slot    [seasonSlots]float32 // usual value at each slot, less ref
 	known   [(seasonSlots + 63) / 64]uint64
@@ -33,7 +33,15 @@ type season struct {
 	varDeso float64 // EWMA of (v - slot's usual value)²
 	level   float64 // EWMA of the values less their offsets: the level the profile implies
 	nlevel  int64
+	hold    int64 // Unix nanoseconds before which the profile does not learn
 }
+
+// seasonHold is how long the profile stops learning after a sign of an
+// anomaly (a detection, an open alert, a restarted baseline), so an
+// anomalous hour is not learned as that hour's habit.
+const seasonHold = int64(3600e9)
+
+func (p *season) pause(t int64) { p.hold = max(p.hold, t+seasonHold) }
 
 func seasonSlot(unixNano int64) int {
 	sec := unixNano / 1e9 % 86400

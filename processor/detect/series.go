@@ -16,7 +16,7 @@ const shiftRun = 8
 // clips at -detect.z).
 const varClip = 3
 
-// Series is the state of one (device, metric) series: about 650 bytes
+// Series is the state of one (device, metric) series: about 750 bytes
 // with its open alert and daily profile.
 type Series struct {
 	cfg  *Config // shared: the detector's, or one made by rules
@@ -28,15 +28,19 @@ type Series struct {
 	dvar float64 // spread of the change from one reading to the next (EWMA of squares)
 	// Anomaly likelihood: long-run level and spread of the raw z-score.
 	lmean, lvar float64
-	lshort      float64 // the raw score's short-run average
-	run         int32   // identical consecutive values, including the last
-	out         int32   // consecutive values beyond the clip bound: + above, - below
-	maxRun      int32   // longest run of one value seen so far
-	quiet       int32   // readings left in the refractory period after a detection
-	lastTS      int64   // time of the last reading, Unix nanoseconds
-	cadence     float64 // usual time between readings, seconds (EWMA)
-	stuckRun    bool    // the current run made a stuck alert
-	moved       bool    // the series ever changed value (a constant series is not "stuck")
+	lshort      float64                 // the raw score's short-run average
+	run         int32                   // identical consecutive values, including the last
+	out         int32                   // consecutive values beyond the clip bound: + above, - below
+	maxRun      int32                   // longest run of one value seen so far
+	quiet       int32                   // readings left in the refractory period after a detection
+	lastTS      int64                   // time of the last reading, Unix nanoseconds
+	cadence     float64                 // usual time between readings, seconds (EWMA)
+	stuckVal    float64                 // the value of the last stuck alert
+	stuckRun    bool                    // the current run made a stuck alert
+	stuckSeen   bool                    // stuckVal is set
+	moved       bool                    // the series ever changed value (a constant series is not "stuck")
+	tail        [len(tailEdges)]float32 // how often the raw z reached each edge
+	tailK       int8                    // 1 + the highest edge the previous raw z reached (0: none)
 	alert       alertState
 	season      season
 }
@@ -59,7 +63,7 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 	slot := seasonSlot(t)
 	off := s.season.offset(slot)
 	x := v - off // the value without the usual deviation of its time of day
-	if f := s.likelihood(cfg, s.zscore(cfg, x)); f.Score > best.Score {
+	if f := s.likelihood(cfg, s.zscore(cfg, v, x)); f.Score > best.Score {
 		f.Low += off
 		f.High += off
 		best = f
@@ -67,7 +71,10 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 	if f := s.gap(cfg, ts); f.Score > best.Score {
 		best = f
 	}
-	if s.n > 0 && s.season.learn(slot, t, dt, v, math.Max(1/float64(s.n), cfg.AlphaMin), cfg.Z) {
+	if s.alert.open || s.quiet > 0 || best.Score >= cfg.OpenScore {
+		s.season.pause(t)
+	}
+	if s.n > 0 && t >= s.season.hold && s.season.learn(slot, t, dt, v, math.Max(1/float64(s.n), cfg.AlphaMin), cfg.Z) {
 		// From the next reading on, values lose their time of day's
 		// offset: the level and its spread restart from those the
 		// profile implies (the spread learned so far includes the daily
@@ -78,6 +85,18 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 	s.update(cfg, v, x)
 	best.Hold = best.Hold || st.Hold
 	return best
+}
+
+// step is the change from the previous reading: the smaller of the change
+// in raw values and the change without the time of day's offsets, so
+// neither a learned daily switch nor the jump between two slots' offsets
+// on a smooth daily swing counts as a sudden change.
+func (s *Series) step(raw, v float64) float64 {
+	a, b := v-s.last, raw-s.raw
+	if math.Abs(b) < math.Abs(a) {
+		return b
+	}
+	return a
 }
 
 // sd is the spread with a floor, so a near-constant series does not turn
@@ -94,7 +113,7 @@ func (s *Series) sd() float64 {
 func (s *Series) update(cfg *Config, raw, v float64) {
 	if s.n > 0 {
 		// The step spread learns from clipped steps, like the level.
-		st := v - s.last
+		st := s.step(raw, v)
 		if s.n > int64(cfg.Warmup) && s.dvar > 0 {
 			b := cfg.Z * math.Sqrt(s.dvar)
 			st = math.Min(math.Max(st, -b), b)
@@ -142,6 +161,7 @@ func (s *Series) update(cfg *Config, raw, v float64) {
 			s.mean = v
 			s.varc = math.Max(s.varc, d*d/(cfg.Z*cfg.Z))
 			s.out = 0
+			s.season.pause(s.lastTS)
 			return
 		}
 	}
