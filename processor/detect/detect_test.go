@@ -278,6 +278,23 @@ func TestDailyProfileSkipsAnomalies(t *testing.T) {
 	}
 }
 
+// A smooth daily swing, once its profile is in use, raises nothing: not
+// even at the edges between two 15-minute slots, where the profile's
+// offset jumps by more than the noise while the value does not.
+func TestSmoothDailySwingAcrossSlots(t *testing.T) {
+	for seed := range uint64(10) {
+		n := 5 * 1440
+		v := noise(n, seed, 20, 0.15)
+		ts := make([]time.Time, n)
+		for i := range v {
+			ts[i] = t0.Add(time.Duration(i) * time.Minute)
+			v[i] += 20 * math.Sin(2*math.Pi*float64(i)/1440+float64(seed))
+		}
+		a := opensAfter(feedAt(DefaultConfig(), ts, v), t0.Add(2*24*time.Hour))
+		require.Empty(t, a, "seed %d: %v", seed, a)
+	}
+}
+
 // Spikes of a size the series makes several times a day stop alerting;
 // a larger one still does.
 func TestUsualSpikesAreLearned(t *testing.T) {
