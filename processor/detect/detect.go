@@ -45,7 +45,7 @@ type Limit struct{ Min, Max float64 }
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	return Config{Warmup: 30, OpenScore: 0.4, ResolveScore: 0.2, ResolveAfter: 5, Z: 5, AlphaMin: 0.005, StuckAfter: 30}
+	return Config{Warmup: 30, OpenScore: 0.4, ResolveScore: 0.2, ResolveAfter: 1, Z: 5, AlphaMin: 0.005, StuckAfter: 30}
 }
 
 // RegisterFlags registers the detect.* flags.

@@ -66,7 +66,7 @@ func TestDetector(t *testing.T) {
 				require.Equal(t, sensor.StateResolved, a[1].State)
 				require.Equal(t, a[0].AlertID, a[1].AlertID)
 				require.NotNil(t, a[1].ResolvedAt)
-				require.Equal(t, t0.Add(305*time.Second), *a[1].ResolvedAt, "resolves after resolve-after quiet readings")
+				require.Equal(t, t0.Add(time.Duration(300+cfg.ResolveAfter)*time.Second), *a[1].ResolvedAt, "resolves after resolve-after quiet readings")
 			},
 		},
 		{
