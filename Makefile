@@ -19,7 +19,7 @@ test: lint services browser ## start the local servers if needed, run every test
 # input, a race in Go's fuzz coordinator (go.dev/issue/75804, fixed in Go 1.27).
 # FUZZTIME=2000000x applies one budget to every target (a duration works too, with that risk).
 FUZZ_TARGETS := FuzzDecode:./internal/sensor/:100000x FuzzParseTelemetry:./internal/sensor/:150000x \
-	FuzzParseReading:./internal/sensor/:200000x FuzzAlertLine:./processor/sink/:80000x \
+	FuzzParseReading:./internal/sensor/:200000x FuzzParseAlert:./internal/sensor/:60000x FuzzAlertLine:./processor/sink/:80000x \
 	FuzzReadingLine:./processor/sink/:60000x FuzzLoadRules:./processor/detect/:20000x \
 	FuzzReplay:./internal/cli/:100000x
 fuzz: ## run each fuzz target briefly; failing inputs are kept in testdata/fuzz as regression tests

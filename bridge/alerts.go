@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -60,10 +59,10 @@ func (b *Bridge) mirrorAlerts(ctx context.Context) error {
 		if err != nil {
 			return nil // ctx ended: Fetch retries everything else
 		}
-		var a sensor.Alert
-		if err := json.Unmarshal(m.Value, &a); err != nil || sensor.ValidateID("site", a.Site) != nil || sensor.ValidateID("device_id", a.DeviceID) != nil {
+		a, err := sensor.ParseAlert(m.Value)
+		if err != nil {
 			b.m.alerts.WithLabelValues("invalid").Inc()
-			b.log.Warn("skipping invalid alert", "partition", m.Partition, "offset", m.Offset)
+			b.log.Warn("skipping invalid alert", "partition", m.Partition, "offset", m.Offset, "err", err)
 		} else if !seen.add(a.AlertID + " " + a.State) {
 			b.m.alerts.WithLabelValues("duplicate").Inc()
 		} else {

@@ -212,6 +212,53 @@ func TestHostileInput(t *testing.T) {
 	require.NoError(t, w.WriteMessages(ctx, msgs...))
 	require.NoError(t, w.Close())
 
+	// Foreign events on the alerts topic: the bridge mirrors only valid
+	// ones to MQTT, on their own device's topic, and counts the rest.
+	everything := &collector{}
+	require.NoError(t, mqttx.Wait(c.Subscribe(s.prefix+"/#", 1, func(_ mqtt.Client, m mqtt.Message) {
+		everything.mu.Lock()
+		everything.msgs = append(everything.msgs, received{m.Topic(), m.Payload()})
+		everything.mu.Unlock()
+	}), 10*time.Second))
+	validAlert := fmt.Sprintf(`{"alert_id":"a1","device_id":%q,"site":%q,"metric":"temperature","kind":"zscore","severity":"warning","state":"open","ts":"2026-11-22T10:00:07Z"}`, good, site)
+	hostileAlerts := []string{
+		`not json`,
+		strings.Replace(validAlert, `"device_id":"`+good+`"`, `"device_id":"#"`, 1),
+		strings.Replace(validAlert, `"device_id":"`+good+`"`, `"device_id":"`+good+`/x"`, 1),
+		strings.Replace(validAlert, `"site":"`+site+`"`, `"site":"+"`, 1),
+		strings.Replace(validAlert, `"state":"open"`, `"state":"exploded"`, 1),
+		strings.Replace(validAlert, `"alert_id":"a1"`, `"alert_id":"a\u001b[2J"`, 1),
+		strings.Replace(validAlert, `"metric":"temperature"`, `"metric":"t v=1"`, 1),
+		validAlert + `{}`,
+	}
+	aw, err := s.kafka.Writer(1, 10*time.Millisecond)
+	require.NoError(t, err)
+	for _, a := range append(hostileAlerts, validAlert) {
+		require.NoError(t, aw.WriteMessages(ctx, kafka.Message{Topic: s.kafka.AlertsTopic, Key: []byte(good), Value: []byte(a)}))
+	}
+	require.NoError(t, aw.Close())
+	wantAlertTopic := topics.Alerts(site, good)
+	require.Eventually(t, func() bool {
+		return counterByLabel(t, reg, "sensorflow_bridge_alerts_total", "result")["published"] == 1
+	}, time.Minute, 200*time.Millisecond, "the valid alert was not mirrored")
+	require.Equal(t, map[string]float64{"published": 1, "invalid": float64(len(hostileAlerts))},
+		counterByLabel(t, reg, "sensorflow_bridge_alerts_total", "result"))
+	require.Eventually(t, func() bool {
+		for _, m := range everything.all() {
+			if m.topic == wantAlertTopic {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 100*time.Millisecond, "the valid alert did not reach MQTT")
+	for _, m := range everything.all() {
+		if _, ours := byTopic[m.topic]; ours || m.topic == topics.Telemetry(site, good) {
+			continue
+		}
+		require.Equal(t, wantAlertTopic, m.topic, "mirrored %q", m.payload)
+		require.Equal(t, validAlert, string(m.payload))
+	}
+
 	// Each message has its dead letter, with its reason.
 	want := len(corpus) + len(foreign)
 	var dead []kafka.Message

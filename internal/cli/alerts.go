@@ -2,10 +2,10 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -46,9 +46,9 @@ func Alerts(ctx context.Context, c AlertsConfig, out io.Writer) error {
 	defer cancel()
 	shown := 0
 	show := func(raw []byte) {
-		var a sensor.Alert
-		if err := json.Unmarshal(raw, &a); err != nil {
-			fmt.Fprintf(out, "unreadable alert: %v\n", err)
+		a, err := sensor.ParseAlert(raw)
+		if err != nil {
+			fmt.Fprintf(out, "unreadable alert: %s\n", strconv.QuoteToASCII(err.Error()))
 			return
 		}
 		if c.Device != "" && a.DeviceID != c.Device {
@@ -79,9 +79,23 @@ func FormatAlert(a *sensor.Alert) string {
 	if a.State == sensor.StateResolved {
 		state = "RESOLVED"
 	}
+	// Kind and severity are free text from the alerts topic: printed
+	// quoted when they hold anything but plain ASCII, so no control
+	// character reaches the terminal.
 	return fmt.Sprintf("%s %s %-8s %-8s %s/%s %s=%g expected [%.4g, %.4g] score %.2f %s",
-		a.TS.UTC().Format(time.RFC3339), state, a.Severity, a.Kind, a.Site, a.DeviceID, a.Metric, a.Value,
+		a.TS.UTC().Format(time.RFC3339), state, printable(a.Severity), printable(a.Kind), a.Site, a.DeviceID, a.Metric, a.Value,
 		a.ExpectedLow, a.ExpectedHigh, a.Score, a.AlertID)
+}
+
+// printable returns s as it is if it is printable ASCII without spaces,
+// else quoted with Go's escapes.
+func printable(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return strconv.QuoteToASCII(s)
+		}
+	}
+	return s
 }
 
 func followKafka(ctx context.Context, c AlertsConfig, show func([]byte)) error {

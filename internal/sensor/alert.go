@@ -1,8 +1,12 @@
 package sensor
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 )
 
@@ -45,4 +49,42 @@ func AlertID(device, metric string, startedAt time.Time) string {
 	h.Write([]byte{0})
 	h.Write(startedAt.UTC().AppendFormat(nil, time.RFC3339Nano))
 	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// ParseAlert reads an alert event from the alerts topic, which a foreign
+// producer may write to as well: it must be one JSON object with known
+// fields, valid site, device id and metric name, a non-empty alert id of
+// printable ASCII, and a known state. Kind, severity and message are free
+// text for display; the caller must not trust them further.
+func ParseAlert(b []byte) (Alert, error) {
+	var a Alert
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a); err != nil {
+		return Alert{}, fmt.Errorf("alert is not valid JSON: %w", err)
+	}
+	if dec.More() {
+		return Alert{}, errors.New("alert has data after its JSON object")
+	}
+	if err := ValidateID("site", a.Site); err != nil {
+		return Alert{}, err
+	}
+	if err := ValidateID("device_id", a.DeviceID); err != nil {
+		return Alert{}, err
+	}
+	if err := ValidateMetricName(a.Metric); err != nil {
+		return Alert{}, err
+	}
+	if a.AlertID == "" || len(a.AlertID) > 128 {
+		return Alert{}, errors.New("alert_id must be 1 to 128 characters")
+	}
+	for i := 0; i < len(a.AlertID); i++ {
+		if c := a.AlertID[i]; c <= ' ' || c > '~' {
+			return Alert{}, fmt.Errorf("alert_id has a forbidden character at byte %d", i)
+		}
+	}
+	if a.State != StateOpen && a.State != StateResolved {
+		return Alert{}, fmt.Errorf("alert state %+q is neither %q nor %q", safe(a.State), StateOpen, StateResolved)
+	}
+	return a, nil
 }

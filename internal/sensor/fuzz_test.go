@@ -3,6 +3,7 @@ package sensor
 import (
 	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -132,6 +133,41 @@ func FuzzParseReading(f *testing.F) {
 			if back.Metrics[k] != v {
 				t.Fatalf("metric %s: %v → %v", k, v, back.Metrics[k])
 			}
+		}
+	})
+}
+
+// FuzzParseAlert: no event on the alerts topic crashes the reader of the
+// bridge's mirror or of `sensorflow alerts`; an accepted one names an MQTT
+// topic of exactly its own device (no wildcard, no extra level) and reads
+// back the same after the processor's encoding.
+func FuzzParseAlert(f *testing.F) {
+	ok := `{"alert_id":"3f1c0a","device_id":"dev-1","site":"plant-1","metric":"temperature","kind":"zscore","severity":"warning",` +
+		`"state":"open","score":0.83,"value":31.2,"expected_low":17.9,"expected_high":24.1,"ts":"2026-11-22T10:00:07Z",` +
+		`"started_at":"2026-11-22T10:00:07Z","resolved_at":null,"message":"m"}`
+	for _, seed := range []string{ok, `{"device_id":"+","site":"#"}`, `{"alert_id":"a b"}`, `{}`, `[]`, ok + ok} {
+		f.Add([]byte(seed))
+	}
+	tp := Topics{Prefix: "sensorflow"}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := ParseAlert(b)
+		if err != nil {
+			return
+		}
+		topic := tp.Alerts(a.Site, a.DeviceID)
+		if strings.ContainsAny(topic, "+#\x00") || strings.Count(topic, "/") != 3 {
+			t.Fatalf("alert %q publishes to %q", b, topic)
+		}
+		enc, err := json.Marshal(a)
+		if err != nil {
+			t.Fatalf("encoding an accepted alert: %v", err)
+		}
+		back, err := ParseAlert(enc)
+		if err != nil {
+			t.Fatalf("the encoding of an accepted alert is rejected: %v", err)
+		}
+		if back.AlertID != a.AlertID || back.DeviceID != a.DeviceID || back.Site != a.Site || back.Metric != a.Metric || back.State != a.State {
+			t.Fatalf("round trip changed the alert: %+v → %+v", a, back)
 		}
 	})
 }

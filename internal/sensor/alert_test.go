@@ -1,0 +1,34 @@
+package sensor
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseAlert(t *testing.T) {
+	const ok = `{"alert_id":"3f1c0a","device_id":"dev-1","site":"plant-1","metric":"temperature","kind":"zscore","severity":"warning","state":"open","ts":"2026-11-22T10:00:07Z"}`
+	a, err := ParseAlert([]byte(ok))
+	require.NoError(t, err)
+	require.Equal(t, "dev-1", a.DeviceID)
+	require.Equal(t, StateOpen, a.State)
+
+	for _, tc := range []struct{ name, payload, want string }{
+		{"not json", `{"alert_id":`, "not valid JSON"},
+		{"trailing data", ok + ` {}`, "data after"},
+		{"unknown field", strings.Replace(ok, `"kind"`, `"extra":1,"kind"`, 1), "unknown field"},
+		{"wildcard device", strings.Replace(ok, `"dev-1"`, `"#"`, 1), "device_id has a forbidden character"},
+		{"topic level in site", strings.Replace(ok, `"plant-1"`, `"a/b"`, 1), "site has a forbidden character"},
+		{"empty site", strings.Replace(ok, `"plant-1"`, `""`, 1), "site is empty"},
+		{"bad metric", strings.Replace(ok, `"temperature"`, `"Temp\n"`, 1), "metric name"},
+		{"empty id", strings.Replace(ok, `"3f1c0a"`, `""`, 1), "alert_id must be"},
+		{"id with escape", strings.Replace(ok, `"3f1c0a"`, `"a\u001b[2J"`, 1), "alert_id has a forbidden character"},
+		{"unknown state", strings.Replace(ok, `"open"`, `"maybe"`, 1), "neither"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseAlert([]byte(tc.payload))
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
