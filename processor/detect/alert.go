@@ -61,6 +61,8 @@ func (d *Detector) event(a *alertState, r *sensor.Reading, metric string, v, sco
 		switch a.kind {
 		case KindStuck:
 			ev.Message = fmt.Sprintf("%s %s: stuck at %g", r.DeviceID, metric, v)
+		case KindShift:
+			ev.Message = fmt.Sprintf("%s %s: level shifted to %g, outside the expected range [%.4g, %.4g] for %d readings in a row", r.DeviceID, metric, v, ev.ExpectedLow, ev.ExpectedHigh, shiftRun)
 		case KindGap:
 			ev.Message = fmt.Sprintf("%s %s: readings resumed after a gap of more than %d usual intervals", r.DeviceID, metric, gapFactor)
 		}

@@ -26,6 +26,16 @@ func feed(cfg Config, values []float64) []sensor.Alert {
 	return out
 }
 
+func opened(a []sensor.Alert) []sensor.Alert {
+	var out []sensor.Alert
+	for _, e := range a {
+		if e.State == sensor.StateOpen {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 func noise(n int, seed uint64, mean, sd float64) []float64 {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	out := make([]float64, n)
@@ -70,25 +80,49 @@ func TestDetector(t *testing.T) {
 			},
 		},
 		{
-			name: "a level shift stays one open alert, no duplicates",
+			name: "a level shift: its onset, then the new level once the baseline restarts; nothing when it ends",
 			values: func() []float64 {
-				v := noise(600, 3, 20, 0.5)
-				for i := 300; i < 360; i++ {
+				v := noise(900, 3, 20, 0.5)
+				for i := 300; i < 450; i++ { // long enough for the spread to settle before the return
 					v[i] += 6
 				}
 				return v
 			},
 			check: func(t *testing.T, a []sensor.Alert) {
-				require.NotEmpty(t, a)
-				require.Equal(t, t0.Add(300*time.Second), a[0].StartedAt)
-				opens := 0
-				for _, e := range a {
-					if e.State == sensor.StateOpen {
-						opens++
+				opens := opened(a)
+				require.Len(t, opens, 2, "%v", a)
+				require.Equal(t, t0.Add(300*time.Second), opens[0].StartedAt)
+				require.Equal(t, KindZScore, opens[0].Kind)
+				require.Equal(t, t0.Add(time.Duration(300+shiftRun-1)*time.Second), opens[1].StartedAt)
+				require.Equal(t, KindShift, opens[1].Kind)
+				require.Less(t, opens[1].ExpectedHigh, 23.0, "the range before the shift")
+				require.Contains(t, opens[1].Message, "level shifted")
+				require.Equal(t, sensor.StateResolved, a[len(a)-1].State)
+			},
+		},
+		{
+			name: "a level shift right after a noise burst is found",
+			values: func() []float64 {
+				v := noise(700, 8, 20, 0.5)
+				for i := 300; i < 340; i++ {
+					v[i] = 20 + (v[i]-20)*6 // noise six times as strong
+				}
+				for i := 350; i < 410; i++ {
+					v[i] += 5 // 10 sd of the usual noise, less than 2 of the burst's
+				}
+				return v
+			},
+			check: func(t *testing.T, a []sensor.Alert) {
+				var shift []sensor.Alert
+				for _, e := range opened(a) {
+					if !e.StartedAt.Before(t0.Add(350*time.Second)) && e.StartedAt.Before(t0.Add(410*time.Second)) {
+						shift = append(shift, e)
 					}
 				}
-				require.Equal(t, 1, opens, "one alert for one shift: %v", a)
-				require.Equal(t, sensor.StateResolved, a[len(a)-1].State)
+				require.NotEmpty(t, shift, "%v", a)
+				for _, e := range opened(a) {
+					require.False(t, e.StartedAt.After(t0.Add(415*time.Second)), "the return to the usual level is no anomaly: %v", e)
+				}
 			},
 		},
 		{

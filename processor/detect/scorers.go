@@ -11,6 +11,7 @@ const (
 	KindStuck  = "stuck"
 	KindLimit  = "limit"
 	KindGap    = "gap"
+	KindShift  = "shift"
 )
 
 // gapFactor: a reading that comes this many usual intervals after the
@@ -108,7 +109,7 @@ const (
 	rawZ            = 8     // robust z that makes a raw score of 0.5
 	likelihoodAlpha = 0.002 // weight of a new raw score in its long-run level and spread
 	likelihoodFloor = 1e-3  // added to the raw score's variance, so a very steady series does not alert on a blip
-	refractory      = 20    // readings after a detection that score 0 (an open alert stays open)
+	refractory      = 20    // readings after a detection that score 0
 	surpriseHalf    = 15    // -log10 of the tail probability that scores 0.5
 	shortAlpha      = 0.2   // weight of a new raw score in its short-run average
 	criticalScore   = 0.75  // an alert opened at this score or more is critical (q ≤ 1e-45)
@@ -135,8 +136,9 @@ var tailEdges = [...]float64{6, 9, 13, 19, 27, 38, 54, 76}
 //     mildly unusual.
 //
 // After a detection the score rests for a few readings (one event, one
-// detection), while Hold keeps the alert open as long as the reading would
-// still score above the resolve threshold.
+// detection), so an alert resolves at the next reading: a lasting anomaly
+// is reported again once the rest is over if it still scores high, or as a
+// level shift when the baseline restarts (see Series.Observe).
 func (s *Series) likelihood(cfg *Config, f Finding) Finding {
 	raw, zr := 0.0, 0.0
 	if s.n >= 2 {
@@ -181,7 +183,6 @@ func (s *Series) likelihood(cfg *Config, f Finding) Finding {
 	f.Score = l / (l + surpriseHalf)
 	if s.quiet > 0 {
 		s.quiet--
-		f.Hold = f.Score >= cfg.ResolveScore
 		f.Score = 0
 	} else if f.Score >= cfg.OpenScore {
 		s.quiet = refractory

@@ -8,8 +8,13 @@ import (
 var nan = math.NaN()
 
 // shiftRun is how many consecutive values beyond the clip bound, on one
-// side, make a new level that the baseline restarts from.
-const shiftRun = 8
+// side, make a new level that the baseline restarts from. The restart is a
+// detection of kind "shift" (score shiftScore) unless the series already
+// scored higher or returned to the level before its previous restart.
+const (
+	shiftRun   = 8
+	shiftScore = 0.6
+)
 
 // varClip: deviations beyond this many spreads count as this many in the
 // spread's update, so a burst of noise widens it less (the level itself
@@ -39,6 +44,9 @@ type Series struct {
 	stuckRun    bool                    // the current run made a stuck alert
 	stuckSeen   bool                    // stuckVal is set
 	moved       bool                    // the series ever changed value (a constant series is not "stuck")
+	shifted     bool                    // the last update restarted the baseline at a new level
+	hasPrev     bool                    // prevLevel is set
+	prevLevel   float64                 // the level before the last restart
 	tail        [len(tailEdges)]float32 // how often the raw z reached each edge
 	tailK       int8                    // 1 + the highest edge the previous raw z reached (0: none)
 	alert       alertState
@@ -82,7 +90,19 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 		x = v - s.season.offset(slot)
 		s.mean, s.varc, s.last = s.season.level, s.season.varDeso, x
 	}
+	lo, hi := s.mean-cfg.Z*s.sd()+off, s.mean+cfg.Z*s.sd()+off // the expected range before v
 	s.update(cfg, v, x)
+	if s.shifted {
+		// shiftRun values in a row beyond the expected range are a level
+		// shift, even where the rest after an earlier detection (a spike,
+		// a noise burst) zeroed their scores: the series now lives at
+		// another level.
+		s.shifted = false
+		if best.Score < shiftScore {
+			best = Finding{Score: shiftScore, Kind: KindShift, Low: lo, High: hi}
+			s.quiet = refractory
+		}
+	}
 	best.Hold = best.Hold || st.Hold
 	return best
 }
@@ -157,6 +177,10 @@ func (s *Series) update(cfg *Config, raw, v float64) {
 			s.out = 0
 		}
 		if s.out >= shiftRun || s.out <= -shiftRun {
+			// Back at the level before the last restart: the end of that
+			// shift, not a new one.
+			back := s.hasPrev && math.Abs(v-s.prevLevel) <= bound
+			s.prevLevel, s.hasPrev, s.shifted = s.mean, true, !back
 			d := v - s.mean
 			s.mean = v
 			s.varc = math.Max(s.varc, d*d/(cfg.Z*cfg.Z))
