@@ -40,6 +40,7 @@ type config struct {
 	after     time.Duration
 	outage    time.Duration
 	settle    time.Duration
+	bpSettle  time.Duration
 	bpRate    int
 	bpOutage  time.Duration
 	memBudget int64
@@ -66,8 +67,9 @@ func main() {
 	fs.DurationVar(&cfg.after, "after", 5*time.Second, "Publishing after the pipeline caught up, before the simulator stops.")
 	fs.DurationVar(&cfg.outage, "outage", 30*time.Second, "How long InfluxDB or Cassandra stays stopped.")
 	fs.DurationVar(&cfg.settle, "settle", 4*time.Minute, "Longest wait for the stores to hold every acknowledged reading.")
+	fs.DurationVar(&cfg.bpSettle, "backpressure.settle", 8*time.Minute, "Longest wait for the stores to hold the backlog of a backpressure scenario (about 400,000 readings; 2 to 3 minutes here).")
 	fs.IntVar(&cfg.bpRate, "backpressure.rate", 5000, "Readings/s of the backpressure scenario.")
-	fs.DurationVar(&cfg.bpOutage, "backpressure.outage", 60*time.Second, "How long the backpressure scenario keeps InfluxDB stopped.")
+	fs.DurationVar(&cfg.bpOutage, "backpressure.outage", 60*time.Second, "How long the backpressure scenarios keep Kafka or InfluxDB stopped; the load stops when the outage ends.")
 	fs.Int64Var(&cfg.memBudget, "memory-budget", 256, "Peak RSS budget of the bridge and of the processor in the backpressure scenario, MiB.")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: go run ./faults [flags]\n\nRuns fault scenarios against the local servers of `make services` (loopback only; the servers are stopped and restarted) and prints, per scenario: readings published and acknowledged, stored in InfluxDB and in Cassandra, lost, duplicates and time to recover. Exits 1 if any acknowledged reading is lost, any alert id is duplicated, or the memory budget is exceeded.\n\n")

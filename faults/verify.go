@@ -32,6 +32,7 @@ type row struct {
 	alerts, dupAlerts           int64 // alert events on Kafka, and those Kafka holds twice
 	alertsMissing, dupAlertRows int64 // opened alerts absent from Cassandra, or there twice
 	recovery                    time.Duration
+	storedAt                    time.Time // when both stores first held every acknowledged reading
 	peakBridge, peakProcessor   int64
 	err, failed                 string
 }
@@ -77,7 +78,11 @@ func (r *run) verify(ctx context.Context, res *row) error {
 	}
 	res.acked = int64(len(acked))
 	prefix := r.id + "-dev-"
-	deadline := time.Now().Add(r.f.cfg.settle)
+	settle := r.f.cfg.settle
+	if r.memory {
+		settle = r.f.cfg.bpSettle
+	}
+	deadline := time.Now().Add(settle)
 	var inf, cas map[key]int
 	for {
 		inf, err = r.f.influxRows(ctx, prefix)
@@ -88,7 +93,11 @@ func (r *run) verify(ctx context.Context, res *row) error {
 		if err != nil {
 			r.f.log.Warn("reading Cassandra", "err", err)
 		}
-		if (covers(inf, acked) && covers(cas, acked)) || time.Now().After(deadline) {
+		if covers(inf, acked) && covers(cas, acked) {
+			res.storedAt = time.Now()
+			break
+		}
+		if time.Now().After(deadline) {
 			break
 		}
 		select {
