@@ -179,25 +179,7 @@ func (f *faults) scenario(ctx context.Context, sc scenario) (row, error) {
 		return res, fmt.Errorf("injecting the fault: %w", err)
 	}
 	recovered := time.Now()
-	if sc.memory {
-		// The load ends with the outage: what is measured is the backlog
-		// it left, drained (with both stores and the load generator on
-		// the same two cores, the pipeline sustains less than the
-		// outage's rate, so a probe behind a still-growing backlog would
-		// never come through). Recovery is the time until every
-		// acknowledged reading is in both stores.
-		if err := r.sim.Stop(); err != nil {
-			return res, fmt.Errorf("simulator: %w", err)
-		}
-		res.published, _ = r.simCounter()
-		if err := r.verify(ctx, &res); err != nil {
-			return res, err
-		}
-		if !res.storedAt.IsZero() {
-			res.recovery = res.storedAt.Sub(recovered)
-		}
-		f.log.Info("backlog stored", "scenario", sc.name, "after", res.recovery.Round(time.Second))
-	} else {
+	if !sc.memory {
 		res.recovery, err = r.probe(ctx)
 		if err != nil {
 			r.dumpMetrics()
@@ -205,13 +187,23 @@ func (f *faults) scenario(ctx context.Context, sc scenario) (row, error) {
 		}
 		f.log.Info("caught up", "scenario", sc.name, "after", res.recovery.Round(10*time.Millisecond), "since", time.Since(recovered).Round(time.Second))
 		time.Sleep(f.cfg.after)
-		if err := r.sim.Stop(); err != nil {
-			return res, fmt.Errorf("simulator: %w", err)
-		}
-		res.published, _ = r.simCounter()
-		if err := r.verify(ctx, &res); err != nil {
-			return res, err
-		}
+	}
+	// In a backpressure scenario the load ends with the outage: what is
+	// measured is the backlog it left, drained (with both stores and the
+	// load generator on the same two cores, the pipeline sustains less
+	// than the outage's rate, so a probe behind a still-growing backlog
+	// would never come through). Recovery is then the time until every
+	// acknowledged reading is in both stores.
+	if err := r.sim.Stop(); err != nil {
+		return res, fmt.Errorf("simulator: %w", err)
+	}
+	res.published, _ = r.simCounter()
+	if err := r.verify(ctx, &res); err != nil {
+		return res, err
+	}
+	if sc.memory && !res.storedAt.IsZero() {
+		res.recovery = res.storedAt.Sub(recovered)
+		f.log.Info("backlog stored", "scenario", sc.name, "after", res.recovery.Round(time.Second))
 	}
 	r.mu.Lock()
 	res.peakBridge, res.peakProcessor = r.peakBr, r.peakProc

@@ -90,7 +90,7 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 		x = v - s.season.offset(slot)
 		s.mean, s.varc, s.last = s.season.level, s.season.varDeso, x
 	}
-	lo, hi := s.mean-cfg.Z*s.sd()+off, s.mean+cfg.Z*s.sd()+off // the expected range before v
+	mean, sd := s.mean, s.sd() // the expected range before v, for a shift
 	s.update(cfg, v, x)
 	if s.shifted {
 		// shiftRun values in a row beyond the expected range are a level
@@ -99,7 +99,7 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 		// another level.
 		s.shifted = false
 		if best.Score < shiftScore {
-			best = Finding{Score: shiftScore, Kind: KindShift, Low: lo, High: hi}
+			best = Finding{Score: shiftScore, Kind: KindShift, Low: mean - cfg.Z*sd + off, High: mean + cfg.Z*sd + off}
 			s.quiet = refractory
 		}
 	}
