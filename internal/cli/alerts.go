@@ -90,10 +90,8 @@ func FormatAlert(a *sensor.Alert) string {
 // printable returns s as it is if it is printable ASCII without spaces,
 // else quoted with Go's escapes.
 func printable(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] > '~' {
-			return strconv.QuoteToASCII(s)
-		}
+	if sensor.NotPlain(s) >= 0 {
+		return strconv.QuoteToASCII(s)
 	}
 	return s
 }

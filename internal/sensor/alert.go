@@ -63,7 +63,7 @@ func ParseAlert(b []byte) (Alert, error) {
 	if err := dec.Decode(&a); err != nil {
 		return Alert{}, fmt.Errorf("alert is not valid JSON: %w", err)
 	}
-	if dec.More() {
+	if len(bytes.TrimSpace(b[dec.InputOffset():])) > 0 {
 		return Alert{}, errors.New("alert has data after its JSON object")
 	}
 	if err := ValidateID("site", a.Site); err != nil {
@@ -78,13 +78,22 @@ func ParseAlert(b []byte) (Alert, error) {
 	if a.AlertID == "" || len(a.AlertID) > 128 {
 		return Alert{}, errors.New("alert_id must be 1 to 128 characters")
 	}
-	for i := 0; i < len(a.AlertID); i++ {
-		if c := a.AlertID[i]; c <= ' ' || c > '~' {
-			return Alert{}, fmt.Errorf("alert_id has a forbidden character at byte %d", i)
-		}
+	if i := NotPlain(a.AlertID); i >= 0 {
+		return Alert{}, fmt.Errorf("alert_id has a forbidden character at byte %d", i)
 	}
 	if a.State != StateOpen && a.State != StateResolved {
 		return Alert{}, fmt.Errorf("alert state %+q is neither %q nor %q", safe(a.State), StateOpen, StateResolved)
 	}
 	return a, nil
+}
+
+// NotPlain returns the index of the first byte of s that is not printable
+// ASCII or is a space, or -1 if there is none.
+func NotPlain(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return i
+		}
+	}
+	return -1
 }

@@ -17,6 +17,7 @@ func TestParseAlert(t *testing.T) {
 	for _, tc := range []struct{ name, payload, want string }{
 		{"not json", `{"alert_id":`, "not valid JSON"},
 		{"trailing data", ok + ` {}`, "data after"},
+		{"trailing brace", ok + `}`, "data after"},
 		{"unknown field", strings.Replace(ok, `"kind"`, `"extra":1,"kind"`, 1), "unknown field"},
 		{"wildcard device", strings.Replace(ok, `"dev-1"`, `"#"`, 1), "device_id has a forbidden character"},
 		{"topic level in site", strings.Replace(ok, `"plant-1"`, `"a/b"`, 1), "site has a forbidden character"},
