@@ -357,6 +357,40 @@ func TestUsualSpikesAreLearned(t *testing.T) {
 	require.True(t, at(5900), "a spike four times as large is not")
 }
 
+// A spike at about the same time every day (a nightly job) alerts on the
+// first days only; a larger spike at that hour, or one at another hour,
+// still alerts.
+func TestDailySpikeBecomesAHabit(t *testing.T) {
+	const days = 8
+	ts := make([]time.Time, days*288)
+	v := noise(len(ts), 16, 10, 1)
+	for i := range ts {
+		ts[i] = t0.Add(time.Duration(i) * 5 * time.Minute)
+	}
+	jitter := [days]int{0, 35, -40, 20, -30, 45, -10, 25} // minutes from 03:00
+	spike := func(day, minute int, size float64) time.Time {
+		i := day*288 + minute/5
+		v[i] += size
+		return ts[i]
+	}
+	var nightly []time.Time
+	for day := range days - 1 {
+		nightly = append(nightly, spike(day, 180+jitter[day], 25))
+	}
+	afternoon := spike(5, 15*60, 25)
+	larger := spike(days-1, 180+jitter[days-1], 60)
+
+	alerted := map[time.Time]bool{}
+	for _, e := range opened(feedAt(DefaultConfig(), ts, v)) {
+		alerted[e.StartedAt] = true
+	}
+	for day, at := range nightly {
+		require.Equal(t, day < habitDays, alerted[at], "day %d's spike at %s", day, at.Format("15:04"))
+	}
+	require.True(t, alerted[afternoon], "a spike at another hour")
+	require.True(t, alerted[larger], "a larger spike at the usual hour")
+}
+
 func TestParseLimits(t *testing.T) {
 	l, err := ParseLimits("temperature=-40:85, humidity=0:,pressure=:1100")
 	require.NoError(t, err)

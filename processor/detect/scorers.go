@@ -139,7 +139,7 @@ var tailEdges = [...]float64{6, 9, 13, 19, 27, 38, 54, 76}
 // detection), so an alert resolves at the next reading: a lasting anomaly
 // is reported again once the rest is over if it still scores high, or as a
 // level shift when the baseline restarts (see Series.Observe).
-func (s *Series) likelihood(cfg *Config, f Finding) Finding {
+func (s *Series) likelihood(cfg *Config, f Finding, t int64) Finding {
 	raw, zr := 0.0, 0.0
 	if s.n >= 2 {
 		zr = math.Abs(f.dev) / s.sd()
@@ -169,10 +169,21 @@ func (s *Series) likelihood(cfg *Config, f Finding) Finding {
 		}
 		s.tail[i] += tailAlpha * (hit - s.tail[i])
 	}
+	prevK := int(s.tailK)
 	s.tailK = int8(k + 1)
 	s.lshort += shortAlpha * (raw - s.lshort)
 	zs := (s.lshort - s.lmean) / math.Sqrt((s.lvar+likelihoodFloor)*shortAlpha/(2-shortAlpha))
 	l = math.Max(l, tailL(zs))
+	if k >= habitEdge && k >= prevK { // the onset of an excursion past habitEdge
+		if s.habitual(t, k) {
+			// A daily habit: no detection, and the rest that follows one,
+			// so the return to the usual level does not score either.
+			l = 0
+			s.quiet = max(s.quiet, refractory+1)
+		}
+		s.onsets[s.onsetI] = onset{minute: int32(t / 60e9), edge: int8(k)}
+		s.onsetI = (s.onsetI + 1) % int8(len(s.onsets))
+	}
 	a := math.Max(1/float64(s.n+1), likelihoodAlpha)
 	s.lmean += a * d
 	s.lvar = (1 - a) * (s.lvar + a*d*d)
@@ -188,6 +199,44 @@ func (s *Series) likelihood(cfg *Config, f Finding) Finding {
 		s.quiet = refractory
 	}
 	return f
+}
+
+// Daily habits: a series remembers the onsets of its last few large
+// excursions (time and edge). One that starts within habitSlack of a whole
+// number of days after at least habitDays of them, each as large as the
+// next edge below or larger, and no more than habitSpan ago, is the
+// series' daily routine (a nightly backup, a batch job): it scores 0.
+// A larger excursion at the same hour, or one at another hour, still
+// scores as before.
+const (
+	habitEdge  = 3           // index of the lowest edge whose onsets are remembered (raw z ≥ 19)
+	habitDays  = 3           // earlier onsets a whole number of days before that make a habit
+	habitSlack = 90          // minutes either side of a whole number of days
+	habitSpan  = 4 * 24 * 60 // minutes back that count
+)
+
+// onset is one remembered excursion: its minute (Unix time) and its
+// highest edge.
+type onset struct {
+	minute int32
+	edge   int8
+}
+
+// habitual reports whether an excursion reaching edge k at t repeats
+// earlier ones at the same time of day.
+func (s *Series) habitual(t int64, k int) bool {
+	now := int32(t / 60e9)
+	n := 0
+	for _, o := range s.onsets {
+		lag := now - o.minute
+		if o.minute == 0 || int(o.edge) < k-1 || lag < 24*60-habitSlack || lag > habitSpan {
+			continue
+		}
+		if m := lag % (24 * 60); m <= habitSlack || 24*60-m <= habitSlack {
+			n++
+		}
+	}
+	return n >= habitDays
 }
 
 // tailL is -log10 of the one-sided Gaussian tail probability of z (0 for

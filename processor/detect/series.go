@@ -21,7 +21,7 @@ const (
 // clips at -detect.z).
 const varClip = 3
 
-// Series is the state of one (device, metric) series: about 750 bytes
+// Series is the state of one (device, metric) series: about 810 bytes
 // with its open alert and daily profile.
 type Series struct {
 	cfg  *Config // shared: the detector's, or one made by rules
@@ -49,6 +49,8 @@ type Series struct {
 	prevLevel   float64                 // the level before the last restart
 	tail        [len(tailEdges)]float32 // how often the raw z reached each edge
 	tailK       int8                    // 1 + the highest edge the previous raw z reached (0: none)
+	onsetI      int8                    // where the next onset goes in onsets
+	onsets      [6]onset                // the last large excursions, for daily habits
 	alert       alertState
 	season      season
 }
@@ -71,7 +73,7 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 	slot := seasonSlot(t)
 	off := s.season.offset(slot)
 	x := v - off // the value without the usual deviation of its time of day
-	if f := s.likelihood(cfg, s.zscore(cfg, v, x)); f.Score > best.Score {
+	if f := s.likelihood(cfg, s.zscore(cfg, v, x), t); f.Score > best.Score {
 		f.Low += off
 		f.High += off
 		best = f
