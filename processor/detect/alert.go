@@ -63,6 +63,12 @@ func (d *Detector) event(a *alertState, r *sensor.Reading, metric string, v, sco
 			ev.Message = fmt.Sprintf("%s %s: stuck at %g", r.DeviceID, metric, v)
 		case KindShift:
 			ev.Message = fmt.Sprintf("%s %s: level shifted to %g, outside the expected range [%.4g, %.4g] for %d readings in a row", r.DeviceID, metric, v, ev.ExpectedLow, ev.ExpectedHigh, shiftRun)
+		case KindRange:
+			ev.Message = fmt.Sprintf("%s %s: %g is beyond everything the series has shown, [%.4g, %.4g]", r.DeviceID, metric, v, ev.ExpectedLow, ev.ExpectedHigh)
+		case KindLevel:
+			ev.Message = fmt.Sprintf("%s %s: its short-run level is beyond every level the series has held, [%.4g, %.4g] (now %g)", r.DeviceID, metric, ev.ExpectedLow, ev.ExpectedHigh, v)
+		case KindBurst:
+			ev.Message = fmt.Sprintf("%s %s: a sustained rise to %g, larger than all but one the series has made", r.DeviceID, metric, v)
 		case KindGap:
 			ev.Message = fmt.Sprintf("%s %s: readings resumed after a gap of more than %d usual intervals", r.DeviceID, metric, gapFactor)
 		}

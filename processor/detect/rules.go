@@ -36,6 +36,7 @@ type Settings struct {
 	Z            *float64 `yaml:"z"`
 	Alpha        *float64 `yaml:"alpha"`
 	StuckAfter   *int     `yaml:"stuck_after"`
+	Extremes     *bool    `yaml:"extremes"`
 	Min          *float64 `yaml:"min"`
 	Max          *float64 `yaml:"max"`
 }
@@ -49,6 +50,8 @@ type Settings struct {
 //	    device: "machine-*"
 //	    min: -20
 //	    max: 120
+//	  - metric: energy_total   # a counter: every reading is a new high
+//	    extremes: false
 type rulesFile struct {
 	Defaults Settings  `yaml:"defaults"`
 	Rules    []ruleDoc `yaml:"rules"`
@@ -162,6 +165,9 @@ func (s *Settings) apply(cfg *Config, metric string) {
 	setF(&cfg.Z, s.Z)
 	setF(&cfg.AlphaMin, s.Alpha)
 	set(&cfg.StuckAfter, s.StuckAfter)
+	if s.Extremes != nil {
+		cfg.Extremes = *s.Extremes
+	}
 	if metric != "" && (s.Min != nil || s.Max != nil) {
 		l, ok := cfg.Limits[metric]
 		if !ok {

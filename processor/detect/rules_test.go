@@ -29,11 +29,13 @@ rules:
     site: cold-*
     max: 10
     stuck_after: 0
+  - metric: energy_total
+    extremes: false
 `)
 	cfg, err := LoadRules(f, DefaultConfig())
 	require.NoError(t, err)
 	require.Equal(t, 10, cfg.Warmup)
-	require.Len(t, cfg.Rules, 2)
+	require.Len(t, cfg.Rules, 3)
 	d := New(cfg)
 	reading := func(dev, site string, v float64) []sensor.Alert {
 		r := sensor.Reading{DeviceID: dev, Site: site, TS: time.Unix(1, 0), Metrics: map[string]float64{"temperature": v}}
@@ -48,6 +50,9 @@ rules:
 	require.Equal(t, 10.0, d.series[seriesKey{"machine-2", "temperature"}].cfg.Limits["temperature"].Max)
 	require.Zero(t, d.series[seriesKey{"machine-2", "temperature"}].cfg.StuckAfter)
 	require.Same(t, &d.cfg, d.series[seriesKey{"env-1", "temperature"}].cfg, "series no rule matches share the detector's settings")
+	require.True(t, d.series[seriesKey{"env-1", "temperature"}].cfg.Extremes)
+	reading("meter-1", "plant", 5000)
+	require.False(t, d.forSeries("meter-1", "plant", "energy_total").Extremes, "extremes off for counters")
 }
 
 func TestRulesErrorsNameFileLineAndField(t *testing.T) {

@@ -21,8 +21,8 @@ const (
 // clips at -detect.z).
 const varClip = 3
 
-// Series is the state of one (device, metric) series: about 810 bytes
-// with its open alert and daily profile.
+// Series is the state of one (device, metric) series: about 900 bytes
+// with its open alert, daily profile and extremes.
 type Series struct {
 	cfg  *Config // shared: the detector's, or one made by rules
 	n    int64
@@ -53,6 +53,7 @@ type Series struct {
 	onsets      [6]onset                // the last large excursions, for daily habits
 	alert       alertState
 	season      season
+	extremes    extremes
 }
 
 // Observe updates the series with value v at ts and returns the strongest
@@ -80,6 +81,23 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 	}
 	if f := s.gap(cfg, ts); f.Score > best.Score {
 		best = f
+	}
+	if cfg.Extremes {
+		z := 0.0
+		if s.n >= 2 {
+			z = (x - s.mean) / s.sd()
+		}
+		if f := s.extremes.observe(t, v, z, s.n > int64(cfg.Warmup)); f.Score > 0 {
+			// One event, one detection: the likelihood rests too.
+			s.quiet = max(s.quiet, refractory)
+			if f.Kind == KindBurst {
+				sd := s.sd()
+				f.Low, f.High = s.mean-cfg.Z*sd+off, s.mean+cfg.Z*sd+off
+			}
+			if f.Score > best.Score {
+				best = f
+			}
+		}
 	}
 	if s.alert.open || s.quiet > 0 || best.Score >= cfg.OpenScore {
 		s.season.pause(t)

@@ -1,0 +1,115 @@
+package detect
+
+import "math"
+
+// Extremes: what a series has never done before. Once a series has been
+// watched for extremesSpan (two days, as long as the daily profile waits,
+// so its range has seen its daily cycle twice), it alerts on
+//   - a value beyond everything it has shown, by more than rangeTol of its
+//     range (kind "range"): Numenta's "spatial anomaly";
+//   - a short-run mean of its values beyond every short-run mean it has
+//     held (kind "level"): a move to a level the series never sat at,
+//     made of values none of which need be a record;
+//   - an upward excursion of the short-run mean of its standardized
+//     deviation (the level's z, less the time of day's offset) whose peak
+//     reaches burstMin and passes all but one of the earlier excursions'
+//     peaks (kind "burst"): one of the two most sustained rises it made.
+//
+// These are rare by construction (a stationary series sets a record about
+// once in as many readings as it has seen) and each rests extremesRest
+// readings after it fires. A detection also starts the likelihood's rest,
+// so one event makes one alert.
+const (
+	extremesSpan = seasonMinSpan // seconds watched before extremes may alert
+	extremesRest = refractory    // readings after a detection of one kind during which it stays silent
+	rangeTol     = 0.05          // share of the range a value must pass it by
+	levelAlpha   = 0.3           // weight of a new value in the short-run mean of values
+	burstAlpha   = 0.2           // weight of a new z in the short-run mean of deviations
+	burstEnter   = 1             // that mean above this is an excursion
+	burstMin     = 3             // the smallest excursion peak that may alert
+	burstClip    = 10            // |z| counted at most, so one huge spike does not make a burst
+	extremeBase  = 0.7           // score of an extreme just past the bar; it grows with the margin
+	extremeRange = 0.25          // score added for a margin of one full range (or one earlier peak)
+)
+
+// Alert kinds of the extremes scorer.
+const (
+	KindRange = "range"
+	KindLevel = "level"
+	KindBurst = "burst"
+)
+
+// extremes is a series' record of its extremes: 88 bytes.
+type extremes struct {
+	first                           int64      // time of the first reading, Unix nanoseconds
+	lo, hi                          float64    // range of the values
+	mean, mlo, mhi                  float64    // short-run mean of the values, and its range
+	burst, peak                     float64    // short-run mean of the clipped z; the current excursion's peak
+	top                             [2]float64 // the two largest peaks of finished excursions
+	in, fired, started              bool       // in an excursion; it alerted; first reading seen
+	restRange, restLevel, restBurst int8       // readings left in each kind's rest
+}
+
+// extremeScore grows from extremeBase with the margin (a share of the
+// range or of an earlier peak) up to extremeBase+extremeRange.
+func extremeScore(margin float64) float64 {
+	return extremeBase + extremeRange*math.Min(1, math.Max(0, margin))
+}
+
+// observe folds value v at t in (z is its signed standardized deviation
+// from the level) and returns the finding of the first kind that fires;
+// warm reports whether the series is past its warm-up.
+func (e *extremes) observe(t int64, v, z float64, warm bool) Finding {
+	if !e.started {
+		*e = extremes{first: t, lo: v, hi: v, mean: v, mlo: v, mhi: v, started: true}
+		return Finding{Kind: KindRange}
+	}
+	armed := warm && t-e.first >= extremesSpan*1e9
+	best := Finding{Kind: KindRange}
+	// A value beyond the range.
+	if w := e.hi - e.lo; armed && w > 0 && e.restRange == 0 {
+		if m := math.Max(v-e.hi, e.lo-v) / w; m > rangeTol {
+			best = Finding{Score: extremeScore(m), Kind: KindRange, Low: e.lo, High: e.hi}
+			e.restRange = extremesRest + 1
+		}
+	}
+	e.lo, e.hi = math.Min(e.lo, v), math.Max(e.hi, v)
+	// A short-run mean beyond its range.
+	e.mean += levelAlpha * (v - e.mean)
+	if w := e.mhi - e.mlo; armed && w > 0 && e.restLevel == 0 {
+		if m := math.Max(e.mean-e.mhi, e.mlo-e.mean) / w; m > rangeTol {
+			if best.Score == 0 {
+				best = Finding{Score: extremeScore(m), Kind: KindLevel, Low: e.mlo, High: e.mhi}
+			}
+			e.restLevel = extremesRest + 1
+		}
+	}
+	e.mlo, e.mhi = math.Min(e.mlo, e.mean), math.Max(e.mhi, e.mean)
+	// One of the two largest upward excursions of the short-run mean of z.
+	e.burst += burstAlpha * (math.Max(-burstClip, math.Min(burstClip, z)) - e.burst)
+	switch {
+	case e.burst > burstEnter:
+		if !e.in {
+			e.in, e.peak, e.fired = true, e.burst, false
+		}
+		e.peak = math.Max(e.peak, e.burst)
+		if armed && !e.fired && e.restBurst == 0 && e.top[1] > 0 && e.peak > e.top[1] && e.peak >= burstMin {
+			if best.Score == 0 {
+				best = Finding{Score: extremeScore(e.peak/e.top[1] - 1), Kind: KindBurst, Low: nan, High: nan}
+			}
+			e.fired = true
+			e.restBurst = extremesRest + 1
+		}
+	case e.in:
+		e.in = false
+		if e.peak > e.top[0] {
+			e.top[0], e.top[1] = e.peak, e.top[0]
+		} else if e.peak > e.top[1] {
+			e.top[1] = e.peak
+		}
+	}
+	e.restRange = max(e.restRange-1, 0)
+	e.restLevel = max(e.restLevel-1, 0)
+	e.restBurst = max(e.restBurst-1, 0)
+	return best
+}

@@ -1,0 +1,163 @@
+package detect
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sensorflow/sensorflow/internal/sensor"
+)
+
+// hour is a reading's time in Unix nanoseconds, counted in hours.
+func hour(h float64) int64 { return t0.Add(time.Duration(h * float64(time.Hour))).UnixNano() }
+
+// warmExtremes returns extremes that have seen values alternating between
+// lo and hi, one an hour for three days (armed), and the burst statistic
+// at rest.
+func warmExtremes(lo, hi float64) *extremes {
+	var e extremes
+	for i := 0; i < 72; i++ {
+		v := lo
+		if i%2 == 1 {
+			v = hi
+		}
+		e.observe(hour(float64(i)), v, 0, true)
+	}
+	return &e
+}
+
+func TestExtremes(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		run   func(e *extremes) []Finding
+		kinds []string // the kind of each finding that scored, in order
+	}{
+		{
+			name: "a value beyond the range by more than 5 % of it",
+			run: func(e *extremes) []Finding {
+				return []Finding{e.observe(hour(72), 10.6, 0, true)}
+			},
+			kinds: []string{KindRange},
+		},
+		{
+			name: "within 5 % of the range is no record",
+			run: func(e *extremes) []Finding {
+				// In turn, as before: the short-run level keeps its range too.
+				return []Finding{e.observe(hour(72), -0.4, 0, true), e.observe(hour(73), 10.4, 0, true)}
+			},
+		},
+		{
+			name: "a new record during the rest after one does not alert again",
+			run: func(e *extremes) []Finding {
+				var out []Finding
+				for i, v := range []float64{11, 12, 13} {
+					out = append(out, e.observe(hour(72+float64(i)), v, 0, true))
+				}
+				return out
+			},
+			kinds: []string{KindRange},
+		},
+		{
+			name: "a short-run level never held, made of values within the range",
+			run: func(e *extremes) []Finding {
+				var out []Finding
+				for i := 0; i < 12; i++ {
+					v := 7.0
+					if i%2 == 1 {
+						v = 10
+					}
+					out = append(out, e.observe(hour(72+float64(i)), v, 0, true))
+				}
+				return out
+			},
+			kinds: []string{KindLevel},
+		},
+		{
+			name: "a sustained rise past all but one earlier excursion",
+			run: func(e *extremes) []Finding {
+				var out []Finding
+				at := 72.0
+				feed := func(z float64, n int) {
+					for range n {
+						out = append(out, e.observe(hour(at), 5, z, true))
+						at++
+					}
+				}
+				feed(4, 20) // an excursion peaking near 4
+				feed(0, 30)
+				feed(6, 20) // a larger one: the first two set the bar
+				feed(0, 30)
+				feed(5, 20) // above the smaller of the two
+				feed(0, 30)
+				feed(3.5, 20) // below both
+				return out
+			},
+			kinds: []string{KindBurst},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var kinds []string
+			for _, f := range tt.run(warmExtremes(0, 10)) {
+				if f.Score > 0 {
+					require.GreaterOrEqual(t, f.Score, extremeBase)
+					require.LessOrEqual(t, f.Score, extremeBase+extremeRange)
+					kinds = append(kinds, f.Kind)
+				}
+			}
+			require.Equal(t, tt.kinds, kinds)
+		})
+	}
+}
+
+func TestExtremesWaitTwoDaysAndScoreTheMargin(t *testing.T) {
+	var e extremes
+	for i := 0; i < 47; i++ {
+		e.observe(hour(float64(i)), float64(i%2), 0, true)
+	}
+	require.Zero(t, e.observe(hour(47), 100, 0, true).Score, "not armed before two days")
+	e = *warmExtremes(0, 10)
+	require.Zero(t, e.observe(hour(72), 100, 0, false).Score, "not armed during the warm-up")
+	small := warmExtremes(0, 10).observe(hour(72), 11, 0, true)
+	large := warmExtremes(0, 10).observe(hour(72), 25, 0, true)
+	require.Equal(t, KindRange, small.Kind)
+	require.InDelta(t, extremeBase+extremeRange*0.1, small.Score, 1e-9)
+	require.Equal(t, extremeBase+extremeRange, large.Score, "a margin of a whole range or more")
+	require.Equal(t, [2]float64{0, 10}, [2]float64{small.Low, small.High}, "the expected range is the range shown so far")
+}
+
+// Through the detector: a series watched for three days alerts once, with
+// kind range and the range it had shown, on a value beyond it, and not
+// at all with extremes switched off.
+func TestExtremesThroughTheDetector(t *testing.T) {
+	values := noise(3*1440+100, 21, 20, 0.5) // one a minute
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, v := range values[:3*1440] {
+		lo, hi = math.Min(lo, v), math.Max(hi, v)
+	}
+	values[3*1440+50] = hi + 0.5*(hi-lo)
+	run := func(cfg Config) []sensor.Alert {
+		d := New(cfg)
+		var out []sensor.Alert
+		for i, v := range values {
+			r := sensor.Reading{DeviceID: "dev-1", Site: "s", TS: t0.Add(time.Duration(i) * time.Minute), Metrics: map[string]float64{"m": v}}
+			out, _ = d.Observe(&r, out, nil)
+		}
+		return opened(out)
+	}
+	a := run(DefaultConfig())
+	require.Len(t, a, 1, "%v", a)
+	require.Equal(t, KindRange, a[0].Kind)
+	require.Equal(t, t0.Add((3*1440+50)*time.Minute), a[0].StartedAt)
+	require.InDelta(t, lo, a[0].ExpectedLow, 1e-9)
+	require.InDelta(t, hi, a[0].ExpectedHigh, 1e-9)
+	require.Contains(t, a[0].Message, "beyond everything the series has shown")
+	require.Equal(t, sensor.SeverityCritical, a[0].Severity, "half a range past it")
+
+	cfg := DefaultConfig()
+	cfg.Extremes = false
+	for _, e := range run(cfg) {
+		require.NotContains(t, []string{KindRange, KindLevel, KindBurst}, e.Kind)
+	}
+}
