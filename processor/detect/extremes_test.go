@@ -161,3 +161,13 @@ func TestExtremesThroughTheDetector(t *testing.T) {
 		require.NotContains(t, []string{KindRange, KindLevel, KindBurst}, e.Kind)
 	}
 }
+
+// A counter passes its old high by a sliver each reading, never by 5 % of
+// its range: no extremes, however long it climbs.
+func TestExtremesLeaveACounterAlone(t *testing.T) {
+	var e extremes
+	for i := 0; i < 10*24; i++ {
+		f := e.observe(hour(float64(i)), float64(i)*0.5, 1.5, true)
+		require.Zero(t, f.Score, "reading %d: %+v", i, f)
+	}
+}

@@ -50,7 +50,7 @@ type Settings struct {
 //	    device: "machine-*"
 //	    min: -20
 //	    max: 120
-//	  - metric: energy_total   # a counter: every reading is a new high
+//	  - metric: requests   # new highs are expected as the fleet grows
 //	    extremes: false
 type rulesFile struct {
 	Defaults Settings  `yaml:"defaults"`

@@ -29,7 +29,7 @@ rules:
     site: cold-*
     max: 10
     stuck_after: 0
-  - metric: energy_total
+  - metric: requests
     extremes: false
 `)
 	cfg, err := LoadRules(f, DefaultConfig())
@@ -51,8 +51,7 @@ rules:
 	require.Zero(t, d.series[seriesKey{"machine-2", "temperature"}].cfg.StuckAfter)
 	require.Same(t, &d.cfg, d.series[seriesKey{"env-1", "temperature"}].cfg, "series no rule matches share the detector's settings")
 	require.True(t, d.series[seriesKey{"env-1", "temperature"}].cfg.Extremes)
-	reading("meter-1", "plant", 5000)
-	require.False(t, d.forSeries("meter-1", "plant", "energy_total").Extremes, "extremes off for counters")
+	require.False(t, d.forSeries("gw-1", "plant", "requests").Extremes, "extremes off where the rule says so")
 }
 
 func TestRulesErrorsNameFileLineAndField(t *testing.T) {
