@@ -10,10 +10,14 @@ import "math"
 //   - a short-run mean of its values beyond every short-run mean it has
 //     held (kind "level"): a move to a level the series never sat at,
 //     made of values none of which need be a record;
-//   - an upward excursion of the short-run mean of its standardized
-//     deviation (the level's z, less the time of day's offset) whose peak
-//     reaches burstMin and passes all but one of the earlier excursions'
-//     peaks (kind "burst"): one of the two most sustained rises it made.
+//   - an upward excursion of the short-run mean of its deviation from the
+//     level (less the time of day's offset) in units of its quiet-time
+//     spread, whose peak reaches burstMin and passes all but one of the
+//     earlier excursions' peaks (kind "burst"): one of the two most
+//     sustained rises it made. The quiet-time spread learns from
+//     deviations clipped at quietClip of itself, so it is the spread of
+//     ordinary readings: unlike the level's spread, a stretch of busy
+//     readings barely widens it, and a sustained rise stands out.
 //
 // These are rare by construction (a stationary series sets a record about
 // once in as many readings as it has seen) and each rests extremesRest
@@ -28,6 +32,7 @@ const (
 	burstEnter   = 1             // that mean above this is an excursion
 	burstMin     = 3             // the smallest excursion peak that may alert
 	burstClip    = 10            // |z| counted at most, so one huge spike does not make a burst
+	quietClip    = 1.75          // deviations beyond this many quiet-time spreads count as this many in it
 	extremeBase  = 0.7           // score of an extreme just past the bar; it grows with the margin
 	extremeRange = 0.25          // score added for a margin of one full range (or one earlier peak)
 )
@@ -39,11 +44,12 @@ const (
 	KindBurst = "burst"
 )
 
-// extremes is a series' record of its extremes: 88 bytes.
+// extremes is a series' record of its extremes: 96 bytes.
 type extremes struct {
 	first                           int64      // time of the first reading, Unix nanoseconds
 	lo, hi                          float64    // range of the values
 	mean, mlo, mhi                  float64    // short-run mean of the values, and its range
+	quiet2                          float64    // the quiet-time spread, squared
 	burst, peak                     float64    // short-run mean of the clipped z; the current excursion's peak
 	top                             [2]float64 // the two largest peaks of finished excursions
 	in, fired, started              bool       // in an excursion; it alerted; first reading seen
@@ -56,14 +62,26 @@ func extremeScore(margin float64) float64 {
 	return extremeBase + extremeRange*math.Min(1, math.Max(0, margin))
 }
 
-// observe folds value v at t in (z is its signed standardized deviation
-// from the level) and returns the finding of the first kind that fires;
-// warm reports whether the series is past its warm-up.
-func (e *extremes) observe(t int64, v, z float64, warm bool) Finding {
+// observe folds value v at t in and returns the finding of the first
+// kind that fires. d is v's deviation from the level (less the time of
+// day's offset) and sd the level's spread; warm reports whether the series
+// is past its warm-up: until then the quiet-time spread is the level's,
+// after it it learns on its own with weight alpha per reading.
+func (e *extremes) observe(t int64, v, d, sd, alpha float64, warm bool) Finding {
 	if !e.started {
 		*e = extremes{first: t, lo: v, hi: v, mean: v, mlo: v, mhi: v, started: true}
 		return Finding{Kind: KindRange}
 	}
+	if !warm || e.quiet2 == 0 {
+		e.quiet2 = sd * sd
+	}
+	q := math.Sqrt(e.quiet2)
+	z := 0.0
+	if q > 0 {
+		z = d / q
+	}
+	dc := math.Max(-quietClip*q, math.Min(quietClip*q, d))
+	e.quiet2 += alpha * (dc*dc - e.quiet2)
 	armed := warm && t-e.first >= extremesSpan*1e9
 	best := Finding{Kind: KindRange}
 	// A value beyond the range.

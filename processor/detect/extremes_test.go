@@ -13,6 +13,12 @@ import (
 // hour is a reading's time in Unix nanoseconds, counted in hours.
 func hour(h float64) int64 { return t0.Add(time.Duration(h * float64(time.Hour))).UnixNano() }
 
+// at feeds value v at hour h with deviation d from the level, in units of
+// a quiet-time spread that stays 1 (weight 0), the series past its warm-up.
+func (e *extremes) at(h, v, d float64) Finding {
+	return e.observe(hour(h), v, d, 1, 0, true)
+}
+
 // warmExtremes returns extremes that have seen values alternating between
 // lo and hi, one an hour for three days (armed), and the burst statistic
 // at rest.
@@ -23,7 +29,7 @@ func warmExtremes(lo, hi float64) *extremes {
 		if i%2 == 1 {
 			v = hi
 		}
-		e.observe(hour(float64(i)), v, 0, true)
+		e.at(float64(i), v, 0)
 	}
 	return &e
 }
@@ -37,7 +43,7 @@ func TestExtremes(t *testing.T) {
 		{
 			name: "a value beyond the range by more than 5 % of it",
 			run: func(e *extremes) []Finding {
-				return []Finding{e.observe(hour(72), 10.6, 0, true)}
+				return []Finding{e.at(72, 10.6, 0)}
 			},
 			kinds: []string{KindRange},
 		},
@@ -45,7 +51,7 @@ func TestExtremes(t *testing.T) {
 			name: "within 5 % of the range is no record",
 			run: func(e *extremes) []Finding {
 				// In turn, as before: the short-run level keeps its range too.
-				return []Finding{e.observe(hour(72), -0.4, 0, true), e.observe(hour(73), 10.4, 0, true)}
+				return []Finding{e.at(72, -0.4, 0), e.at(73, 10.4, 0)}
 			},
 		},
 		{
@@ -53,7 +59,7 @@ func TestExtremes(t *testing.T) {
 			run: func(e *extremes) []Finding {
 				var out []Finding
 				for i, v := range []float64{11, 12, 13} {
-					out = append(out, e.observe(hour(72+float64(i)), v, 0, true))
+					out = append(out, e.at(72+float64(i), v, 0))
 				}
 				return out
 			},
@@ -68,7 +74,7 @@ func TestExtremes(t *testing.T) {
 					if i%2 == 1 {
 						v = 10
 					}
-					out = append(out, e.observe(hour(72+float64(i)), v, 0, true))
+					out = append(out, e.at(72+float64(i), v, 0))
 				}
 				return out
 			},
@@ -81,7 +87,7 @@ func TestExtremes(t *testing.T) {
 				at := 72.0
 				feed := func(z float64, n int) {
 					for range n {
-						out = append(out, e.observe(hour(at), 5, z, true))
+						out = append(out, e.at(at, 5, z))
 						at++
 					}
 				}
@@ -114,17 +120,32 @@ func TestExtremes(t *testing.T) {
 func TestExtremesWaitTwoDaysAndScoreTheMargin(t *testing.T) {
 	var e extremes
 	for i := 0; i < 47; i++ {
-		e.observe(hour(float64(i)), float64(i%2), 0, true)
+		e.at(float64(i), float64(i%2), 0)
 	}
-	require.Zero(t, e.observe(hour(47), 100, 0, true).Score, "not armed before two days")
+	require.Zero(t, e.at(47, 100, 0).Score, "not armed before two days")
 	e = *warmExtremes(0, 10)
-	require.Zero(t, e.observe(hour(72), 100, 0, false).Score, "not armed during the warm-up")
-	small := warmExtremes(0, 10).observe(hour(72), 11, 0, true)
-	large := warmExtremes(0, 10).observe(hour(72), 25, 0, true)
+	require.Zero(t, e.observe(hour(72), 100, 0, 1, 0, false).Score, "not armed during the warm-up")
+	small := warmExtremes(0, 10).at(72, 11, 0)
+	large := warmExtremes(0, 10).at(72, 25, 0)
 	require.Equal(t, KindRange, small.Kind)
 	require.InDelta(t, extremeBase+extremeRange*0.1, small.Score, 1e-9)
 	require.Equal(t, extremeBase+extremeRange, large.Score, "a margin of a whole range or more")
 	require.Equal(t, [2]float64{0, 10}, [2]float64{small.Low, small.High}, "the expected range is the range shown so far")
+}
+
+// The quiet-time spread is the level's until the warm-up ends; after it,
+// a busy stretch widens it little, where a plain spread would follow.
+func TestQuietSpreadIgnoresABusyStretch(t *testing.T) {
+	var e extremes
+	for i := 0; i < 30; i++ {
+		e.observe(hour(float64(i)), 0, 0, 2, 0.005, false)
+	}
+	require.InDelta(t, 4.0, e.quiet2, 0.05, "the level's spread during the warm-up")
+	for i := 30; i < 80; i++ {
+		e.observe(hour(float64(i)), 0, 20, 2, 0.005, true) // ten spreads off, fifty times
+	}
+	require.Less(t, math.Sqrt(e.quiet2), 2.6, "clipped at 1.75 of itself, it grows by at most 1 %% a reading")
+	require.Greater(t, math.Sqrt(e.quiet2), 2.0)
 }
 
 // Through the detector: a series watched for three days alerts once, with
@@ -167,7 +188,7 @@ func TestExtremesThroughTheDetector(t *testing.T) {
 func TestExtremesLeaveACounterAlone(t *testing.T) {
 	var e extremes
 	for i := 0; i < 10*24; i++ {
-		f := e.observe(hour(float64(i)), float64(i)*0.5, 1.5, true)
+		f := e.at(float64(i), float64(i)*0.5, 1.5)
 		require.Zero(t, f.Score, "reading %d: %+v", i, f)
 	}
 }

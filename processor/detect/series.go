@@ -83,11 +83,7 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 		best = f
 	}
 	if cfg.Extremes {
-		z := 0.0
-		if s.n >= 2 {
-			z = (x - s.mean) / s.sd()
-		}
-		if f := s.extremes.observe(t, v, z, s.n > int64(cfg.Warmup)); f.Score > 0 {
+		if f := s.extremes.observe(t, v, x-s.mean, s.sd(), cfg.AlphaMin, s.n > int64(cfg.Warmup)); f.Score > 0 {
 			// One event, one detection: the likelihood rests too.
 			s.quiet = max(s.quiet, refractory)
 			if f.Kind == KindBurst {
