@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -19,4 +20,21 @@ func TestAlertsAsScores(t *testing.T) {
 
 	require.NoError(t, os.WriteFile(from, []byte("timestamp,value\n2014-04-01 00:00:00,1\n"), 0o644))
 	require.ErrorContains(t, alertsAsScores(from, to), "no anomaly_score and alert columns")
+}
+
+func TestSplitLabels(t *testing.T) {
+	dir := t.TempDir()
+	labels := filepath.Join(dir, "windows.json")
+	require.NoError(t, os.WriteFile(labels, []byte(`{"c/b.csv": [["2014-04-01 00:00:00", "2014-04-01 01:00:00"]], "c/a.csv": [], "c/c.csv": []}`), 0o644))
+	halves, err := splitLabels(labels, dir)
+	require.NoError(t, err)
+	read := func(p string) map[string]any {
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(b, &m))
+		return m
+	}
+	require.Equal(t, map[string]any{"c/a.csv": []any{}, "c/c.csv": []any{}}, read(halves[0]), "every other file by name")
+	require.Equal(t, map[string]any{"c/b.csv": []any{[]any{"2014-04-01 00:00:00", "2014-04-01 01:00:00"}}}, read(halves[1]), "windows kept as they are")
 }
