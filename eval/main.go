@@ -98,32 +98,24 @@ func run(nab, scorer, bin, out, rules string) error {
 	}
 	defer report.Close()
 	w := io.MultiWriter(os.Stdout, report)
+	// The anomaly_score is also scored on each half of the series (every
+	// other file by name): a change tuned on all of them that helps only
+	// one half is likely fitted to those files, not to the kind of signal.
+	halves, err := splitLabels(filepath.Join(nab, "labels", "combined_windows.json"), out)
+	if err != nil {
+		return err
+	}
 	for _, s := range []struct {
 		title string
 		args  []string
 	}{
 		{"anomaly_score, threshold optimized per profile (NAB's method)", []string{"-detector", "sensorflow", "-optimize"}},
 		{"alert column (the live processor's alerts), threshold 1", []string{"-detector", "sensorflow_live", "-threshold", "1"}},
+		{"anomaly_score, threshold optimized, on half A of the series (every other file by name)", []string{"-windows", halves[0], "-detector", "sensorflow", "-optimize"}},
+		{"anomaly_score, threshold optimized, on half B of the series (every other file by name)", []string{"-windows", halves[1], "-detector", "sensorflow", "-optimize"}},
 	} {
 		fmt.Fprintf(w, "== %s\n", s.title)
 		cmd := exec.Command("go", append([]string{"run", ".", "-nab", nab, "-results", results}, s.args...)...)
-		cmd.Dir = scorer
-		cmd.Stdout, cmd.Stderr = w, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("nab scorer: %w", err)
-		}
-		fmt.Fprintln(w)
-	}
-	// The same scoring on each half of the series (alternate files by
-	// name): a change tuned on all of them that helps only one half is
-	// likely fitted to those files, not to the kind of signal.
-	halves, err := splitLabels(filepath.Join(nab, "labels", "combined_windows.json"), out)
-	if err != nil {
-		return err
-	}
-	for i, half := range halves {
-		fmt.Fprintf(w, "== anomaly_score, threshold optimized, on half %c of the series (every other file by name)\n", 'A'+i)
-		cmd := exec.Command("go", "run", ".", "-nab", nab, "-results", results, "-windows", half, "-detector", "sensorflow", "-optimize")
 		cmd.Dir = scorer
 		cmd.Stdout, cmd.Stderr = w, os.Stderr
 		if err := cmd.Run(); err != nil {

@@ -83,11 +83,11 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 		best = f
 	}
 	if cfg.Extremes {
-		if f := s.extremes.observe(t, v, x-s.mean, s.sd(), cfg.AlphaMin, s.n > int64(cfg.Warmup)); f.Score > 0 {
+		sd := s.sd()
+		if f := s.extremes.observe(t, v, x-s.mean, sd, cfg.AlphaMin, s.n > int64(cfg.Warmup)); f.Score > 0 {
 			// One event, one detection: the likelihood rests too.
 			s.quiet = max(s.quiet, refractory)
-			if f.Kind == KindBurst {
-				sd := s.sd()
+			if f.Kind == KindBurst { // the likelihood's expected range
 				f.Low, f.High = s.mean-cfg.Z*sd+off, s.mean+cfg.Z*sd+off
 			}
 			if f.Score > best.Score {
