@@ -1,10 +1,12 @@
 // Command eval measures detection quality on the Numenta Anomaly Benchmark:
 // it runs `sensorflow replay` (the live detector) over every NAB series,
-// lays the results out as NAB does, and scores them with the NAB scorer
-// twice: the anomaly_score with NAB's threshold optimization, and the
-// alert column, which is what the live processor would have raised, with
-// the threshold fixed at 1. Then it plays simulated fleets offline through
-// the detector and scores the alerts on the simulator's ground truth.
+// lays the results out as NAB does, and scores them with the NAB scorer:
+// the anomaly_score with NAB's threshold optimization, and the alert
+// column, which is what the live processor would have raised, with the
+// threshold fixed at 1; then the anomaly_score on each half of the series,
+// and on every series mirrored (rises become falls). Then it plays
+// simulated fleets offline through the detector and scores the alerts on
+// the simulator's ground truth.
 //
 // Run it through `make eval`, which then measures the live pipeline on the
 // simulator's ground truth (e2e TestDetectionQuality).
@@ -23,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -68,30 +71,42 @@ func run(nab, scorer, bin, out, rules string) error {
 	if err := os.RemoveAll(results); err != nil {
 		return err
 	}
-	// Replay every series, two at a time.
+	// The same series mirrored (v -> min+max-v) show whether the detector
+	// favours one direction: rises become falls, and the labels still hold.
+	mirrored := filepath.Join(out, "mirrored")
+	if err := mirrorNAB(nab, files, mirrored); err != nil {
+		return err
+	}
+	// Replay every series, and every mirrored one, two at a time.
 	sem := make(chan struct{}, 2)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
 	for _, f := range files {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := replay(bin, rules, f, results); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
+		rel, err := filepath.Rel(filepath.Join(nab, "data"), f)
+		if err != nil {
+			return err
+		}
+		for _, job := range [][2]string{{f, "sensorflow"}, {filepath.Join(mirrored, "data", rel), "sensorflow_mirrored"}} {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				if err := replay(bin, rules, job[0], results, job[1]); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
 				}
-				mu.Unlock()
-			}
-		}()
+			}()
+		}
 	}
 	wg.Wait()
 	if firstErr != nil {
 		return firstErr
 	}
-	fmt.Printf("replayed %d NAB series with %s replay\n\n", len(files), bin)
+	fmt.Printf("replayed %d NAB series, and each mirrored, with %s replay\n\n", len(files), bin)
 	report, err := os.Create(filepath.Join(out, "nab.txt"))
 	if err != nil {
 		return err
@@ -106,16 +121,17 @@ func run(nab, scorer, bin, out, rules string) error {
 		return err
 	}
 	for _, s := range []struct {
-		title string
-		args  []string
+		title, nab string
+		args       []string
 	}{
-		{"anomaly_score, threshold optimized per profile (NAB's method)", []string{"-detector", "sensorflow", "-optimize"}},
-		{"alert column (the live processor's alerts), threshold 1", []string{"-detector", "sensorflow_live", "-threshold", "1"}},
-		{"anomaly_score, threshold optimized, on half A of the series (every other file by name)", []string{"-windows", halves[0], "-detector", "sensorflow", "-optimize"}},
-		{"anomaly_score, threshold optimized, on half B of the series (every other file by name)", []string{"-windows", halves[1], "-detector", "sensorflow", "-optimize"}},
+		{"anomaly_score, threshold optimized per profile (NAB's method)", nab, []string{"-detector", "sensorflow", "-optimize"}},
+		{"alert column (the live processor's alerts), threshold 1", nab, []string{"-detector", "sensorflow_live", "-threshold", "1"}},
+		{"anomaly_score, threshold optimized, on half A of the series (every other file by name)", nab, []string{"-windows", halves[0], "-detector", "sensorflow", "-optimize"}},
+		{"anomaly_score, threshold optimized, on half B of the series (every other file by name)", nab, []string{"-windows", halves[1], "-detector", "sensorflow", "-optimize"}},
+		{"anomaly_score, threshold optimized, every series mirrored (value -> min+max-value: rises become falls)", mirrored, []string{"-detector", "sensorflow_mirrored", "-optimize"}},
 	} {
 		fmt.Fprintf(w, "== %s\n", s.title)
-		cmd := exec.Command("go", append([]string{"run", ".", "-nab", nab, "-results", results}, s.args...)...)
+		cmd := exec.Command("go", append([]string{"run", ".", "-nab", s.nab, "-results", results}, s.args...)...)
 		cmd.Dir = scorer
 		cmd.Stdout, cmd.Stderr = w, os.Stderr
 		if err := cmd.Run(); err != nil {
@@ -157,12 +173,12 @@ func splitLabels(labels, dir string) ([2]string, error) {
 	return out, nil
 }
 
-// replay scores one series into results/sensorflow/<category>/ and writes
-// the alert column as the score into results/sensorflow_live/<category>/.
-func replay(bin, rules, file, results string) error {
+// replay scores one series into results/<detector>/<category>/ and writes
+// the alert column as the score into results/<detector>_live/<category>/.
+func replay(bin, rules, file, results, detector string) error {
 	category := filepath.Base(filepath.Dir(file))
 	name := filepath.Base(file)
-	scored := filepath.Join(results, "sensorflow", category, "sensorflow_"+name)
+	scored := filepath.Join(results, detector, category, detector+"_"+name)
 	if err := os.MkdirAll(filepath.Dir(scored), 0o755); err != nil {
 		return err
 	}
@@ -173,7 +189,7 @@ func replay(bin, rules, file, results string) error {
 	if msg, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("replay %s: %v: %s", file, err, msg)
 	}
-	live := filepath.Join(results, "sensorflow_live", category, "sensorflow_live_"+name)
+	live := filepath.Join(results, detector+"_live", category, detector+"_live_"+name)
 	if err := os.MkdirAll(filepath.Dir(live), 0o755); err != nil {
 		return err
 	}
@@ -223,6 +239,80 @@ func alertsAsScores(from, to string) error {
 		return err
 	}
 	return outF.Close()
+}
+
+// mirrorNAB writes a NAB root under dir whose series are files (under
+// nab/data) with each value v replaced by min+max-v, the same timestamps,
+// and NAB's labels and profiles.
+func mirrorNAB(nab string, files []string, dir string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	for _, f := range []string{filepath.Join("labels", "combined_windows.json"), filepath.Join("config", "profiles.json")} {
+		b, err := os.ReadFile(filepath.Join(nab, f))
+		if err == nil {
+			err = os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o755)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, f), b, 0o644)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, f := range files {
+		rel, err := filepath.Rel(filepath.Join(nab, "data"), f)
+		if err != nil {
+			return err
+		}
+		if err := mirrorSeries(f, filepath.Join(dir, "data", rel)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mirrorSeries copies a timestamp,value CSV with each value v replaced by
+// min+max-v.
+func mirrorSeries(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	recs, err := csv.NewReader(bufio.NewReader(in)).ReadAll()
+	if err != nil {
+		return fmt.Errorf("%s: %w", from, err)
+	}
+	if len(recs) < 2 {
+		return fmt.Errorf("%s: no rows", from)
+	}
+	vi := index(recs[0], "value")
+	if vi < 0 {
+		return fmt.Errorf("%s: no value column", from)
+	}
+	vals := make([]float64, len(recs)-1)
+	for i, r := range recs[1:] {
+		if vals[i], err = strconv.ParseFloat(strings.TrimSpace(r[vi]), 64); err != nil {
+			return fmt.Errorf("%s line %d: %w", from, i+2, err)
+		}
+	}
+	lo, hi := slices.Min(vals), slices.Max(vals)
+	for i, r := range recs[1:] {
+		r[vi] = strconv.FormatFloat(lo+hi-vals[i], 'g', -1, 64)
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return err
+	}
+	outF, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	cw := csv.NewWriter(outF)
+	if err := errors.Join(cw.WriteAll(recs), outF.Close()); err != nil {
+		return fmt.Errorf("%s: %w", to, err)
+	}
+	return nil
 }
 
 func index(header []string, name string) int {

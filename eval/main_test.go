@@ -38,3 +38,16 @@ func TestSplitLabels(t *testing.T) {
 	require.Equal(t, map[string]any{"c/a.csv": []any{}, "c/c.csv": []any{}}, read(halves[0]), "every other file by name")
 	require.Equal(t, map[string]any{"c/b.csv": []any{[]any{"2014-04-01 00:00:00", "2014-04-01 01:00:00"}}}, read(halves[1]), "windows kept as they are")
 }
+
+func TestMirrorSeries(t *testing.T) {
+	dir := t.TempDir()
+	from, to := filepath.Join(dir, "in.csv"), filepath.Join(dir, "cat", "out.csv")
+	require.NoError(t, os.WriteFile(from, []byte("timestamp,value\n2014-04-01 00:00:00,1\n2014-04-01 00:05:00,4.5\n2014-04-01 00:10:00,2\n"), 0o644))
+	require.NoError(t, mirrorSeries(from, to))
+	got, err := os.ReadFile(to)
+	require.NoError(t, err)
+	require.Equal(t, "timestamp,value\n2014-04-01 00:00:00,4.5\n2014-04-01 00:05:00,1\n2014-04-01 00:10:00,3.5\n", string(got), "min+max-v, timestamps as they were")
+
+	require.NoError(t, os.WriteFile(from, []byte("timestamp,value\n2014-04-01 00:00:00,x\n"), 0o644))
+	require.ErrorContains(t, mirrorSeries(from, to), "line 2")
+}
