@@ -68,7 +68,11 @@ func (d *Detector) event(a *alertState, r *sensor.Reading, metric string, v, sco
 		case KindLevel:
 			ev.Message = fmt.Sprintf("%s %s: its short-run level is beyond every level the series has held, [%.4g, %.4g] (now %g)", r.DeviceID, metric, ev.ExpectedLow, ev.ExpectedHigh, v)
 		case KindBurst:
-			ev.Message = fmt.Sprintf("%s %s: a sustained rise to %g, larger than all but one the series has made", r.DeviceID, metric, v)
+			move := "rise"
+			if v < (ev.ExpectedLow+ev.ExpectedHigh)/2 {
+				move = "fall"
+			}
+			ev.Message = fmt.Sprintf("%s %s: a sustained %s to %g, larger than all but one the series has made", r.DeviceID, metric, move, v)
 		case KindGap:
 			ev.Message = fmt.Sprintf("%s %s: readings resumed after a gap of more than %d usual intervals", r.DeviceID, metric, gapFactor)
 		}

@@ -32,7 +32,7 @@ type Config struct {
 	AlphaMin     float64
 	StuckAfter   int
 	// Extremes turns on the extremes scorer: values, short-run levels and
-	// sustained rises beyond anything the series has shown.
+	// sustained rises or falls beyond anything the series has shown.
 	Extremes bool
 	// Limits are static bounds per metric name; crossing one is a critical
 	// "limit" alert regardless of the learned behaviour.
@@ -61,7 +61,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.Z, "detect.z", d.Z, "Spreads from the level beyond which a value is clipped before it updates the baseline; also the half-width of an alert's expected range.")
 	fs.Float64Var(&c.AlphaMin, "detect.alpha", d.AlphaMin, "Smallest weight of a new reading in the level and spread estimates (smaller: slower baseline, catches slower drift).")
 	fs.IntVar(&c.StuckAfter, "detect.stuck-after", d.StuckAfter, "Identical consecutive readings that make a stuck-sensor alert (0: off).")
-	fs.BoolVar(&c.Extremes, "detect.extremes", d.Extremes, "Alert on values, short-run levels and sustained rises beyond anything a series has shown, once it has been watched for two days.")
+	fs.BoolVar(&c.Extremes, "detect.extremes", d.Extremes, "Alert on values, short-run levels and sustained rises or falls beyond anything a series has shown, once it has been watched for two days.")
 	fs.StringVar(&c.RulesFile, "detect.rules", "", "YAML file of detection rules per device pattern, site and metric (see processor/README.md).")
 	fs.Func("detect.limits", "Static limits per metric, e.g. temperature=-40:85,humidity=0:100 (either bound may be empty).", func(s string) error {
 		l, err := ParseLimits(s)

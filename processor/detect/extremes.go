@@ -10,14 +10,20 @@ import "math"
 //   - a short-run mean of its values beyond every short-run mean it has
 //     held (kind "level"): a move to a level the series never sat at,
 //     made of values none of which need be a record;
-//   - an upward excursion of the short-run mean of its deviation from the
-//     level (less the time of day's offset) in units of its quiet-time
-//     spread, whose peak reaches burstMin and passes all but one of the
-//     earlier excursions' peaks (kind "burst"): one of the two most
-//     sustained rises it made. The quiet-time spread learns from
-//     deviations clipped at quietClip of itself, so it is the spread of
-//     ordinary readings: unlike the level's spread, a stretch of busy
-//     readings barely widens it, and a sustained rise stands out.
+//   - an upward or downward excursion of the short-run mean of its
+//     deviation from the level (less the time of day's offset) in units of
+//     its quiet-time spread, whose peak reaches burstMin and passes all but
+//     one of the earlier peaks of excursions in that direction, and whose
+//     deviation is at least burstTol of the range (kind "burst"): one of the
+//     two most sustained rises, or falls, it made, and not a negligible one
+//     (a series that rests at 0 between large peaks sits below its level,
+//     but by little against its range). Rises and falls are ranked apart, so
+//     a series whose rises are large (counts of activity) still shows a
+//     fall, and one whose falls are large (speed in traffic) a rise. The
+//     quiet-time spread learns from deviations clipped at quietClip of
+//     itself, so it is the spread of ordinary readings: unlike the level's
+//     spread, a stretch of busy readings barely widens it, and a sustained
+//     rise or fall stands out.
 //
 // These are rare by construction (a stationary series sets a record about
 // once in as many readings as it has seen) and each rests extremesRest
@@ -29,9 +35,10 @@ const (
 	rangeTol     = 0.05          // share of the range a value must pass it by
 	levelAlpha   = 0.3           // weight of a new value in the short-run mean of values
 	burstAlpha   = 0.2           // weight of a new z in the short-run mean of deviations
-	burstEnter   = 1             // that mean above this is an excursion
+	burstEnter   = 1             // that mean beyond this, either way, is an excursion
 	burstMin     = 3             // the smallest excursion peak that may alert
 	burstClip    = 10            // |z| counted at most, so one huge spike does not make a burst
+	burstTol     = 0.005         // share of the range the short-run mean of deviations must reach for a burst
 	quietClip    = 1.75          // deviations beyond this many quiet-time spreads count as this many in it
 	extremeBase  = 0.7           // score of an extreme just past the bar; it grows with the margin
 	extremeRange = 0.25          // score added for a margin of one full range (or one earlier peak)
@@ -44,16 +51,16 @@ const (
 	KindBurst = "burst"
 )
 
-// extremes is a series' record of its extremes: 96 bytes.
+// extremes is a series' record of its extremes: 136 bytes.
 type extremes struct {
-	first                           int64      // time of the first reading, Unix nanoseconds
-	lo, hi                          float64    // range of the values
-	mean, mlo, mhi                  float64    // short-run mean of the values, and its range
-	quiet2                          float64    // the quiet-time spread, squared
-	burst, peak                     float64    // short-run mean of the clipped z; the current excursion's peak
-	top                             [2]float64 // the two largest peaks of finished excursions
-	in, fired, started              bool       // in an excursion; it alerted; first reading seen
-	restRange, restLevel, restBurst int8       // readings left in each kind's rest
+	first                           int64         // time of the first reading, Unix nanoseconds
+	lo, hi                          float64       // range of the values
+	mean, mlo, mhi                  float64       // short-run mean of the values, and its range
+	quiet2                          float64       // the quiet-time spread, squared
+	burst                           float64       // short-run mean of the clipped z
+	moves                           [2]excursions // its rises and its falls
+	started                         bool          // first reading seen
+	restRange, restLevel, restBurst int8          // readings left in each kind's rest
 }
 
 // extremeScore grows from extremeBase with the margin (a share of the
@@ -103,31 +110,55 @@ func (e *extremes) observe(t int64, v, d, sd, alpha float64, warm bool) Finding 
 		}
 	}
 	e.mlo, e.mhi = math.Min(e.mlo, e.mean), math.Max(e.mhi, e.mean)
-	// One of the two largest upward excursions of the short-run mean of z.
+	// One of the two largest upward, or downward, excursions of the
+	// short-run mean of z, if it moved the values by burstTol of the range.
 	e.burst += burstAlpha * (math.Max(-burstClip, math.Min(burstClip, z)) - e.burst)
-	switch {
-	case e.burst > burstEnter:
-		if !e.in {
-			e.in, e.peak, e.fired = true, e.burst, false
-		}
-		e.peak = math.Max(e.peak, e.burst)
-		if armed && !e.fired && e.restBurst == 0 && e.top[1] > 0 && e.peak > e.top[1] && e.peak >= burstMin {
+	may := armed && e.restBurst == 0 && math.Abs(e.burst)*q >= burstTol*(e.hi-e.lo)
+	for i, b := range [2]float64{e.burst, -e.burst} {
+		if m, ok := e.moves[i].step(b, may); ok {
 			if best.Score == 0 {
-				best = Finding{Score: extremeScore(e.peak/e.top[1] - 1), Kind: KindBurst, Low: nan, High: nan}
+				best = Finding{Score: extremeScore(m), Kind: KindBurst, Low: nan, High: nan}
 			}
-			e.fired = true
 			e.restBurst = extremesRest + 1
-		}
-	case e.in:
-		e.in = false
-		if e.peak > e.top[0] {
-			e.top[0], e.top[1] = e.peak, e.top[0]
-		} else if e.peak > e.top[1] {
-			e.top[1] = e.peak
+			may = false
 		}
 	}
 	e.restRange = max(e.restRange-1, 0)
 	e.restLevel = max(e.restLevel-1, 0)
 	e.restBurst = max(e.restBurst-1, 0)
 	return best
+}
+
+// excursions tracks the excursions of the short-run mean of z in one
+// direction (a fall is a rise of -z): 32 bytes.
+type excursions struct {
+	peak      float64    // the current excursion's peak
+	top       [2]float64 // the two largest peaks of finished excursions
+	in, fired bool       // in an excursion; it alerted
+}
+
+// step folds in b, the short-run mean of z in this direction, and reports
+// whether the current excursion has just become one of the two largest
+// (with its margin over the second-largest earlier peak); may is false
+// while an alert is not allowed.
+func (x *excursions) step(b float64, may bool) (float64, bool) {
+	switch {
+	case b > burstEnter:
+		if !x.in {
+			x.in, x.peak, x.fired = true, b, false
+		}
+		x.peak = math.Max(x.peak, b)
+		if may && !x.fired && x.top[1] > 0 && x.peak > x.top[1] && x.peak >= burstMin {
+			x.fired = true
+			return x.peak/x.top[1] - 1, true
+		}
+	case x.in:
+		x.in = false
+		if x.peak > x.top[0] {
+			x.top[0], x.top[1] = x.peak, x.top[0]
+		} else if x.peak > x.top[1] {
+			x.top[1] = x.peak
+		}
+	}
+	return 0, false
 }

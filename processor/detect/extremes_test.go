@@ -83,24 +83,34 @@ func TestExtremes(t *testing.T) {
 		{
 			name: "a sustained rise past all but one earlier excursion",
 			run: func(e *extremes) []Finding {
-				var out []Finding
-				at := 72.0
-				feed := func(z float64, n int) {
-					for range n {
-						out = append(out, e.at(at, 5, z))
-						at++
-					}
-				}
-				feed(4, 20) // an excursion peaking near 4
-				feed(0, 30)
-				feed(6, 20) // a larger one: the first two set the bar
-				feed(0, 30)
-				feed(5, 20) // above the smaller of the two
-				feed(0, 30)
-				feed(3.5, 20) // below both
-				return out
+				// Peaks near 4 and 6 set the bar; 5 passes the smaller,
+				// 3.5 passes neither.
+				return excursionsOf(e, 4, 6, 5, 3.5)
 			},
 			kinds: []string{KindBurst},
+		},
+		{
+			name: "a sustained fall past all but one earlier fall",
+			run: func(e *extremes) []Finding {
+				return excursionsOf(e, -4, -6, -5, -3.5)
+			},
+			kinds: []string{KindBurst},
+		},
+		{
+			name: "rises and falls are ranked apart",
+			run: func(e *extremes) []Finding {
+				// Falls of 3.5 and 3 set the bar for falls; the two large
+				// rises after them (too few to alert) do not raise it.
+				return excursionsOf(e, -3.5, -3, 8, 9, -4)
+			},
+			kinds: []string{KindBurst},
+		},
+		{
+			name: "a burst that moves the values by less than 0.5 % of the range",
+			run: func(e *extremes) []Finding {
+				*e = *warmExtremes(0, 2000) // 0.5 % is 10, the peaks are 6 at most
+				return excursionsOf(e, 4, 6, 5, -4, -6, -5)
+			},
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,6 +125,24 @@ func TestExtremes(t *testing.T) {
 			require.Equal(t, tt.kinds, kinds)
 		})
 	}
+}
+
+// excursionsOf feeds e, from hour 72 on, one excursion of the deviation
+// per peak (20 readings at it), each followed by 30 readings at the level.
+func excursionsOf(e *extremes, peaks ...float64) []Finding {
+	var out []Finding
+	at := 72.0
+	for _, z := range peaks {
+		for i := range 50 {
+			d := z
+			if i >= 20 {
+				d = 0
+			}
+			out = append(out, e.at(at, 5, d))
+			at++
+		}
+	}
+	return out
 }
 
 func TestExtremesWaitTwoDaysAndScoreTheMargin(t *testing.T) {
@@ -190,5 +218,16 @@ func TestExtremesLeaveACounterAlone(t *testing.T) {
 	for i := 0; i < 10*24; i++ {
 		f := e.at(float64(i), float64(i)*0.5, 1.5)
 		require.Zero(t, f.Score, "reading %d: %+v", i, f)
+	}
+}
+
+// A burst's message says which way the series moved, against the middle
+// of the expected range.
+func TestBurstMessageSaysRiseOrFall(t *testing.T) {
+	a := alertState{open: true, kind: KindBurst, low: 0, high: 10, startedAt: t0}
+	for v, want := range map[float64]string{8: "a sustained rise to 8", 2: "a sustained fall to 2"} {
+		r := sensor.Reading{DeviceID: "dev-1", TS: t0}
+		ev := New(DefaultConfig()).event(&a, &r, "m", v, 0.8, sensor.StateOpen)
+		require.Contains(t, ev.Message, want)
 	}
 }
