@@ -29,7 +29,7 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 			return out
 		}
 		sev := sensor.SeverityWarning
-		if f.Kind == KindLimit || f.Score >= criticalScore {
+		if f.Kind == KindLimit || f.Kind == KindGap || f.Score >= criticalScore {
 			sev = sensor.SeverityCritical
 		}
 		*a = alertState{open: true, startedAt: r.TS, id: sensor.AlertID(r.DeviceID, metric, r.TS),

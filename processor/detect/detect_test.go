@@ -439,6 +439,8 @@ func TestGapOpensAnAlertWhenReadingsResume(t *testing.T) {
 	}
 	require.Len(t, gaps, 1, "one gap, one alert: %+v", out)
 	require.Equal(t, t0.Add(331*time.Second), gaps[0].TS, "opened by the first reading after the gap")
+	require.Equal(t, gapScore, gaps[0].Score, "below the process's own anomalies")
+	require.Equal(t, sensor.SeverityCritical, gaps[0].Severity, "a silent device is critical")
 
 	// Jitter of a few intervals is no gap.
 	require.Empty(t, feedTimes(t, func(i int) time.Duration { return time.Duration(1+i%3) * time.Second }))

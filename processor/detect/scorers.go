@@ -15,10 +15,16 @@ const (
 )
 
 // gapFactor: a reading that comes this many usual intervals after the
-// previous one ends a gap.
-const gapFactor = 5
+// previous one ends a gap. gapScore: a gap's score. A gap says the data
+// stopped, not how the process behaved, so it opens an alert (critical by
+// its kind) but ranks below the process's own anomalies in the score:
+// below every extreme and every likelihood past about q = 1e-22.
+const (
+	gapFactor = 5
+	gapScore  = 0.6
+)
 
-// gap scores 1 on the first reading after a silence of more than
+// gap scores gapScore on the first reading after a silence of more than
 // gapFactor times the series' usual interval (learned from the readings'
 // own timestamps, so a gap shows when the series resumes). It also learns
 // the interval; a gap itself moves it little.
@@ -36,7 +42,7 @@ func (s *Series) gap(cfg *Config, ts time.Time) Finding {
 	f := Finding{Kind: KindGap}
 	if s.cadence > 0 && s.n > int64(cfg.Warmup) && dt > gapFactor*s.cadence {
 		sd := s.sd()
-		f = Finding{Score: 1, Kind: KindGap, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
+		f = Finding{Score: gapScore, Kind: KindGap, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
 	}
 	if s.cadence == 0 {
 		s.cadence = dt
