@@ -26,12 +26,12 @@ import "math"
 //     rise or fall stands out.
 //
 // These are rare by construction (a stationary series sets a record about
-// once in as many readings as it has seen) and each rests extremesRest
-// readings after it fires. A detection also starts the likelihood's rest,
-// so one event makes one alert.
+// once in as many readings as it has seen), and after a detection of any
+// kind all three rest extremesRest readings. A detection also starts the
+// likelihood's rest, so one event makes one alert.
 const (
 	extremesSpan = seasonMinSpan // seconds watched before extremes may alert
-	extremesRest = refractory    // readings after a detection of one kind during which it stays silent
+	extremesRest = refractory    // readings after a detection during which the extremes stay silent
 	rangeTol     = 0.05          // share of the range a value must pass it by
 	levelAlpha   = 0.3           // weight of a new value in the short-run mean of values
 	burstAlpha   = 0.2           // weight of a new z in the short-run mean of deviations
@@ -53,14 +53,14 @@ const (
 
 // extremes is a series' record of its extremes: 136 bytes.
 type extremes struct {
-	first                           int64         // time of the first reading, Unix nanoseconds
-	lo, hi                          float64       // range of the values
-	mean, mlo, mhi                  float64       // short-run mean of the values, and its range
-	quiet2                          float64       // the quiet-time spread, squared
-	burst                           float64       // short-run mean of the clipped z
-	moves                           [2]excursions // its rises and its falls
-	started                         bool          // first reading seen
-	restRange, restLevel, restBurst int8          // readings left in each kind's rest
+	first          int64         // time of the first reading, Unix nanoseconds
+	lo, hi         float64       // range of the values
+	mean, mlo, mhi float64       // short-run mean of the values, and its range
+	quiet2         float64       // the quiet-time spread, squared
+	burst          float64       // short-run mean of the clipped z
+	moves          [2]excursions // its rises and its falls
+	started        bool          // first reading seen
+	rest           int8          // readings left in the rest after a detection
 }
 
 // extremeScore grows from extremeBase with the margin (a share of the
@@ -89,43 +89,39 @@ func (e *extremes) observe(t int64, v, d, sd, alpha float64, warm bool) Finding 
 	}
 	dc := math.Max(-quietClip*q, math.Min(quietClip*q, d))
 	e.quiet2 += alpha * (dc*dc - e.quiet2)
-	armed := warm && t-e.first >= extremesSpan*1e9
+	// Armed, and not resting after a detection.
+	may := warm && t-e.first >= extremesSpan*1e9 && e.rest == 0
 	best := Finding{Kind: KindRange}
 	// A value beyond the range.
-	if w := e.hi - e.lo; armed && w > 0 && e.restRange == 0 {
+	if w := e.hi - e.lo; may && w > 0 {
 		if m := math.Max(v-e.hi, e.lo-v) / w; m > rangeTol {
 			best = Finding{Score: extremeScore(m), Kind: KindRange, Low: e.lo, High: e.hi}
-			e.restRange = extremesRest + 1
 		}
 	}
 	e.lo, e.hi = math.Min(e.lo, v), math.Max(e.hi, v)
 	// A short-run mean beyond its range.
 	e.mean += levelAlpha * (v - e.mean)
-	if w := e.mhi - e.mlo; armed && w > 0 && e.restLevel == 0 {
-		if m := math.Max(e.mean-e.mhi, e.mlo-e.mean) / w; m > rangeTol {
-			if best.Score == 0 {
-				best = Finding{Score: extremeScore(m), Kind: KindLevel, Low: e.mlo, High: e.mhi}
-			}
-			e.restLevel = extremesRest + 1
+	if w := e.mhi - e.mlo; may && w > 0 {
+		if m := math.Max(e.mean-e.mhi, e.mlo-e.mean) / w; m > rangeTol && best.Score == 0 {
+			best = Finding{Score: extremeScore(m), Kind: KindLevel, Low: e.mlo, High: e.mhi}
 		}
 	}
 	e.mlo, e.mhi = math.Min(e.mlo, e.mean), math.Max(e.mhi, e.mean)
 	// One of the two largest upward, or downward, excursions of the
 	// short-run mean of z, if it moved the values by burstTol of the range.
 	e.burst += burstAlpha * (math.Max(-burstClip, math.Min(burstClip, z)) - e.burst)
-	may := armed && e.restBurst == 0 && math.Abs(e.burst)*q >= burstTol*(e.hi-e.lo)
+	big := math.Abs(e.burst)*q >= burstTol*(e.hi-e.lo)
 	for i, b := range [2]float64{e.burst, -e.burst} {
-		if m, ok := e.moves[i].step(b, may); ok {
-			if best.Score == 0 {
-				best = Finding{Score: extremeScore(m), Kind: KindBurst, Low: nan, High: nan}
-			}
-			e.restBurst = extremesRest + 1
-			may = false
+		// A burst that comes with a record counts as found: its
+		// excursion does not alert later.
+		if m, ok := e.moves[i].step(b, may && big); ok && best.Score == 0 {
+			best = Finding{Score: extremeScore(m), Kind: KindBurst, Low: nan, High: nan}
 		}
 	}
-	e.restRange = max(e.restRange-1, 0)
-	e.restLevel = max(e.restLevel-1, 0)
-	e.restBurst = max(e.restBurst-1, 0)
+	if best.Score > 0 {
+		e.rest = extremesRest + 1
+	}
+	e.rest = max(e.rest-1, 0)
 	return best
 }
 

@@ -66,6 +66,19 @@ func TestExtremes(t *testing.T) {
 			kinds: []string{KindRange},
 		},
 		{
+			name: "a record of another kind during the rest stays silent",
+			run: func(e *extremes) []Finding {
+				// A low record, then values within the range whose
+				// short-run level soon passes every level held.
+				out := []Finding{e.at(72, -0.6, 0)}
+				for i := range 30 {
+					out = append(out, e.at(73+float64(i), 10.4, 0))
+				}
+				return out
+			},
+			kinds: []string{KindRange},
+		},
+		{
 			name: "a short-run level never held, made of values within the range",
 			run: func(e *extremes) []Finding {
 				var out []Finding
