@@ -446,6 +446,41 @@ func TestGapOpensAnAlertWhenReadingsResume(t *testing.T) {
 	require.Empty(t, feedTimes(t, func(i int) time.Duration { return time.Duration(1+i%3) * time.Second }))
 }
 
+// A series silent for a minute after every eleven readings a second apart
+// learns those silences as its habit; a silence twenty times as long is
+// still a gap.
+func TestGapLearnsASeriesThatIsOftenSilent(t *testing.T) {
+	d := New(DefaultConfig())
+	var out []sensor.Alert
+	ts := t0
+	gapsFrom := func(from int) (n int) {
+		for _, a := range out[from:] {
+			if a.Kind == KindGap && a.State == sensor.StateOpen {
+				n++
+			}
+		}
+		return n
+	}
+	var learned int
+	for i, x := range noise(3001, 5, 20, 0.5) {
+		switch {
+		case i == 3000:
+			ts = ts.Add(20 * time.Minute)
+		case i%12 == 11:
+			ts = ts.Add(time.Minute)
+		default:
+			ts = ts.Add(time.Second)
+		}
+		if i == 2000 {
+			learned = len(out)
+		}
+		r := sensor.Reading{DeviceID: "dev-1", Site: "s", TS: ts, Metrics: map[string]float64{"m": x}}
+		out, _ = d.Observe(&r, out, nil)
+	}
+	require.Positive(t, gapsFrom(0), "the first silences are gaps")
+	require.Equal(t, 1, gapsFrom(learned), "once learned, only the 20-minute silence is: %+v", out[learned:])
+}
+
 func feedTimes(t *testing.T, step func(i int) time.Duration) []sensor.Alert {
 	d := New(DefaultConfig())
 	var out []sensor.Alert

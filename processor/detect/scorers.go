@@ -24,10 +24,24 @@ const (
 	gapScore  = 0.6
 )
 
+// A series' long interval is the interval only one in longShare exceeds,
+// learned on a log scale: up by longStep when an interval exceeds it,
+// down by longStep*longShare otherwise. A series that is often silent for
+// a while (a sensor that reports on change, a flaky link) has a long
+// interval well above its usual one, and only a gap well beyond that is
+// one; for a series that reports like a clock it stays the usual interval.
+const (
+	longShare = 0.01
+	longStep  = 0.05
+)
+
+var longUp, longDown = math.Exp(longStep), math.Exp(-longStep * longShare)
+
 // gap scores gapScore on the first reading after a silence of more than
-// gapFactor times the series' usual interval (learned from the readings'
-// own timestamps, so a gap shows when the series resumes). It also learns
-// the interval; a gap itself moves it little.
+// gapFactor times the series' usual interval and its long interval
+// (learned from the readings' own timestamps, so a gap shows when the
+// series resumes). It also learns both; a gap itself moves the usual
+// interval little.
 func (s *Series) gap(cfg *Config, ts time.Time) Finding {
 	t := ts.UnixNano()
 	prev := s.lastTS
@@ -40,9 +54,18 @@ func (s *Series) gap(cfg *Config, ts time.Time) Finding {
 		return Finding{Kind: KindGap}
 	}
 	f := Finding{Kind: KindGap}
-	if s.cadence > 0 && s.n > int64(cfg.Warmup) && dt > gapFactor*s.cadence {
+	long := float64(s.long)
+	if s.cadence > 0 && s.n > int64(cfg.Warmup) && dt > gapFactor*math.Max(s.cadence, long) {
 		sd := s.sd()
 		f = Finding{Score: gapScore, Kind: KindGap, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
+	}
+	switch {
+	case long == 0:
+		s.long = float32(dt)
+	case dt > long:
+		s.long = float32(long * longUp)
+	default:
+		s.long = float32(long * longDown)
 	}
 	if s.cadence == 0 {
 		s.cadence = dt

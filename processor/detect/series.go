@@ -21,7 +21,7 @@ const (
 // clips at -detect.z).
 const varClip = 3
 
-// Series is the state of one (device, metric) series: about 900 bytes
+// Series is the state of one (device, metric) series: about 950 bytes
 // with its open alert, daily profile and extremes.
 type Series struct {
 	cfg  *Config // shared: the detector's, or one made by rules
@@ -40,6 +40,7 @@ type Series struct {
 	quiet       int32                   // readings left in the refractory period after a detection
 	lastTS      int64                   // time of the last reading, Unix nanoseconds
 	cadence     float64                 // usual time between readings, seconds (EWMA)
+	long        float32                 // the long interval, seconds: only one in a hundred is longer
 	stuckVal    float64                 // the value of the last stuck alert
 	stuckRun    bool                    // the current run made a stuck alert
 	stuckSeen   bool                    // stuckVal is set
