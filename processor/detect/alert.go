@@ -74,7 +74,7 @@ func (d *Detector) event(a *alertState, r *sensor.Reading, metric string, v, sco
 			}
 			ev.Message = fmt.Sprintf("%s %s: a sustained %s to %g, larger than all but one the series has made", r.DeviceID, metric, move, v)
 		case KindGap:
-			ev.Message = fmt.Sprintf("%s %s: readings resumed after a gap of more than %d usual intervals", r.DeviceID, metric, gapFactor)
+			ev.Message = fmt.Sprintf("%s %s: readings resumed after a gap of more than %d usual intervals, and %d of its usual silences", r.DeviceID, metric, gapFactor, gapFactor)
 		}
 	} else {
 		ts := r.TS

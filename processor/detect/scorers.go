@@ -14,22 +14,24 @@ const (
 	KindShift  = "shift"
 )
 
-// gapFactor: a reading that comes this many usual intervals after the
-// previous one ends a gap. gapScore: a gap's score. A gap says the data
-// stopped, not how the process behaved, so it opens an alert (critical by
-// its kind) but ranks below the process's own anomalies in the score:
-// below every extreme and every likelihood past about q = 1e-22.
+// gapFactor: a reading that comes this many usual intervals (and long
+// intervals, below) after the previous one ends a gap. gapScore: a gap's
+// score. A gap says the data stopped, not how the process behaved, so it
+// opens an alert (critical by its kind) but ranks below the process's own
+// anomalies in the score: below every extreme and every likelihood past
+// about q = 1e-22.
 const (
 	gapFactor = 5
 	gapScore  = 0.6
 )
 
-// A series' long interval is the interval only one in longShare exceeds,
-// learned on a log scale: up by longStep when an interval exceeds it,
-// down by longStep*longShare otherwise. A series that is often silent for
-// a while (a sensor that reports on change, a flaky link) has a long
-// interval well above its usual one, and only a gap well beyond that is
-// one; for a series that reports like a clock it stays the usual interval.
+// A series' long interval is the interval that only a share longShare of
+// its intervals exceeds (its usual silences), learned on a log scale: up
+// by longStep when an interval exceeds it, down by longStep*longShare
+// otherwise. A series that is often silent for a while (a sensor that
+// reports on change, a flaky link) has a long interval well above its
+// usual one, and only a gap well beyond that is one; for a series that
+// reports like a clock it stays the usual interval.
 const (
 	longShare = 0.01
 	longStep  = 0.05
