@@ -112,8 +112,7 @@ func (e *extremes) observe(t int64, v, d, sd, alpha float64, warm bool) Finding 
 	e.burst += burstAlpha * (math.Max(-burstClip, math.Min(burstClip, z)) - e.burst)
 	big := math.Abs(e.burst)*q >= burstTol*(e.hi-e.lo)
 	for i, b := range [2]float64{e.burst, -e.burst} {
-		// A burst that comes with a record counts as found: its
-		// excursion does not alert later.
+		// A burst that comes with a record counts as found.
 		if m, ok := e.moves[i].step(b, may && big); ok && best.Score == 0 {
 			best = Finding{Score: extremeScore(m), Kind: KindBurst, Low: nan, High: nan}
 		}
@@ -136,7 +135,8 @@ type excursions struct {
 // step folds in b, the short-run mean of z in this direction, and reports
 // whether the current excursion has just become one of the two largest
 // (with its margin over the second-largest earlier peak); may is false
-// while an alert is not allowed.
+// while an alert is not allowed, and an excursion that becomes one of them
+// then does not alert later.
 func (x *excursions) step(b float64, may bool) (float64, bool) {
 	switch {
 	case b > burstEnter:
@@ -144,9 +144,11 @@ func (x *excursions) step(b float64, may bool) (float64, bool) {
 			x.in, x.peak, x.fired = true, b, false
 		}
 		x.peak = math.Max(x.peak, b)
-		if may && !x.fired && x.top[1] > 0 && x.peak > x.top[1] && x.peak >= burstMin {
+		if !x.fired && x.top[1] > 0 && x.peak > x.top[1] && x.peak >= burstMin {
+			// Past the bar: it alerts now or never (not once the
+			// extremes arm, nor after the rest of another detection).
 			x.fired = true
-			return x.peak/x.top[1] - 1, true
+			return x.peak/x.top[1] - 1, may
 		}
 	case x.in:
 		x.in = false

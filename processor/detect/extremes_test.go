@@ -244,3 +244,39 @@ func TestBurstMessageSaysRiseOrFall(t *testing.T) {
 		require.Contains(t, ev.Message, want)
 	}
 }
+
+// An excursion that passes the bar while the extremes may not alert,
+// before they arm or in the rest after another detection, does not alert
+// later, however long it lasts.
+func TestBurstPastTheBarWhileSilentNeverAlerts(t *testing.T) {
+	var e extremes
+	h := 0.0
+	feed := func(z float64, n int) (alerts int) {
+		for range n {
+			if e.at(h, 5, z).Score > 0 {
+				alerts++
+			}
+			h += 0.2
+		}
+		return alerts
+	}
+	e.at(h, 0, 0) // the range, 0 to 10, with the value 5 inside it
+	e.at(h, 10, 0)
+	feed(4, 20)
+	feed(0, 30)
+	feed(6, 20)
+	feed(0, 30) // 20 hours: the bar is set
+	require.Zero(t, feed(5, 200), "past the bar from hour 20, armed at hour 48")
+
+	e = *warmExtremes(0, 10)
+	h = 72
+	feed(4, 20)
+	feed(0, 30)
+	feed(6, 20)
+	feed(0, 30)
+	require.Equal(t, KindRange, e.at(h, 11, 0).Kind, "a record starts the rest")
+	h += 0.2
+	require.Zero(t, feed(5, 100), "past the bar during the rest")
+	feed(0, 30)
+	require.Equal(t, 1, feed(5.5, 20), "the next excursion past the bar alerts")
+}
