@@ -30,12 +30,14 @@ type fleetRun struct {
 
 // fleets: the live evaluation's fleet (60 devices × 800 readings, 1 s
 // apart: about 13 minutes, anomalies twice as often as the simulator's
-// default to have enough of them) and a fleet over three days of readings
+// default to have enough of them), a fleet over three days of readings
 // one minute apart, long enough for the daily cycles to be learned, at the
-// simulator's default anomaly rate.
+// simulator's default anomaly rate, and the same over a week, five days of
+// it with the extremes armed.
 var fleets = []fleetRun{
 	{Name: "13 min at 1 s", Interval: time.Second, Count: 60 * 800, AnomalyRate: 0.004},
 	{Name: "3 days at 1 min", Interval: time.Minute, Count: 60 * 3 * 1440, AnomalyRate: 0.002},
+	{Name: "7 days at 1 min", Interval: time.Minute, Count: 60 * 7 * 1440, AnomalyRate: 0.002},
 }
 
 // evalFleets plays the simulator's fleets offline (no broker: the readings
