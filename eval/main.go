@@ -87,12 +87,15 @@ func run(nab, scorer, bin, out, rules string) error {
 		if err != nil {
 			return err
 		}
-		for _, job := range [][2]string{{f, "sensorflow"}, {filepath.Join(mirrored, "data", rel), "sensorflow_mirrored"}} {
+		for _, job := range []struct {
+			file, detector string
+			alerts         bool
+		}{{f, "sensorflow", true}, {filepath.Join(mirrored, "data", rel), "sensorflow_mirrored", false}} {
 			wg.Add(1)
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				if err := replay(bin, rules, job[0], results, job[1]); err != nil {
+				if err := replay(bin, rules, job.file, results, job.detector, job.alerts); err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = err
@@ -173,9 +176,10 @@ func splitLabels(labels, dir string) ([2]string, error) {
 	return out, nil
 }
 
-// replay scores one series into results/<detector>/<category>/ and writes
-// the alert column as the score into results/<detector>_live/<category>/.
-func replay(bin, rules, file, results, detector string) error {
+// replay scores one series into results/<detector>/<category>/ and, if
+// alerts, writes the alert column as the score into
+// results/<detector>_live/<category>/.
+func replay(bin, rules, file, results, detector string, alerts bool) error {
 	category := filepath.Base(filepath.Dir(file))
 	name := filepath.Base(file)
 	scored := filepath.Join(results, detector, category, detector+"_"+name)
@@ -188,6 +192,9 @@ func replay(bin, rules, file, results, detector string) error {
 	}
 	if msg, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("replay %s: %v: %s", file, err, msg)
+	}
+	if !alerts {
+		return nil
 	}
 	live := filepath.Join(results, detector+"_live", category, detector+"_live_"+name)
 	if err := os.MkdirAll(filepath.Dir(live), 0o755); err != nil {

@@ -50,4 +50,8 @@ func TestMirrorSeries(t *testing.T) {
 
 	require.NoError(t, os.WriteFile(from, []byte("timestamp,value\n2014-04-01 00:00:00,x\n"), 0o644))
 	require.ErrorContains(t, mirrorSeries(from, to), "line 2")
+	require.NoError(t, os.WriteFile(from, []byte("timestamp,v\n2014-04-01 00:00:00,1\n"), 0o644))
+	require.ErrorContains(t, mirrorSeries(from, to), "no value column")
+	require.NoError(t, os.WriteFile(from, []byte("timestamp,value\n"), 0o644))
+	require.ErrorContains(t, mirrorSeries(from, to), "no rows")
 }

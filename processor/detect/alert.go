@@ -11,6 +11,7 @@ import (
 // alertState is the open alert of a series, if any.
 type alertState struct {
 	open      bool
+	fall      bool // a burst alert: the series fell
 	below     int32
 	startedAt time.Time
 	id        string
@@ -33,7 +34,7 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 			sev = sensor.SeverityCritical
 		}
 		*a = alertState{open: true, startedAt: r.TS, id: sensor.AlertID(r.DeviceID, metric, r.TS),
-			kind: f.Kind, severity: sev, low: f.Low, high: f.High, peak: f.Score}
+			kind: f.Kind, fall: f.Kind == KindBurst && f.dev < 0, severity: sev, low: f.Low, high: f.High, peak: f.Score}
 		return append(out, d.event(a, r, metric, v, f.Score, sensor.StateOpen))
 	}
 	a.peak = math.Max(a.peak, f.Score)
@@ -69,7 +70,7 @@ func (d *Detector) event(a *alertState, r *sensor.Reading, metric string, v, sco
 			ev.Message = fmt.Sprintf("%s %s: its short-run level is beyond every level the series has held, [%.4g, %.4g] (now %g)", r.DeviceID, metric, ev.ExpectedLow, ev.ExpectedHigh, v)
 		case KindBurst:
 			move := "rise"
-			if v < (ev.ExpectedLow+ev.ExpectedHigh)/2 {
+			if a.fall {
 				move = "fall"
 			}
 			ev.Message = fmt.Sprintf("%s %s: a sustained %s to %g, larger than all but one the series has made", r.DeviceID, metric, move, v)

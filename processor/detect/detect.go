@@ -145,7 +145,7 @@ type Finding struct {
 	// Hold keeps an open alert open though the score is low: the
 	// condition that opened it persists (a sensor still stuck).
 	Hold bool
-	dev  float64 // signed distance from the level (zscore only)
+	dev  float64 // signed distance from the level (zscore); for a burst, its short-run mean z
 	step float64 // change from the previous value (zscore only)
 }
 

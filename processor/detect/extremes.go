@@ -114,7 +114,7 @@ func (e *extremes) observe(t int64, v, d, sd, alpha float64, warm bool) Finding 
 	for i, b := range [2]float64{e.burst, -e.burst} {
 		// A burst that comes with a record counts as found.
 		if m, ok := e.moves[i].step(b, may && big); ok && best.Score == 0 {
-			best = Finding{Score: extremeScore(m), Kind: KindBurst, Low: nan, High: nan}
+			best = Finding{Score: extremeScore(m), Kind: KindBurst, Low: nan, High: nan, dev: e.burst}
 		}
 	}
 	if best.Score > 0 {

@@ -234,14 +234,26 @@ func TestExtremesLeaveACounterAlone(t *testing.T) {
 	}
 }
 
-// A burst's message says which way the series moved, against the middle
-// of the expected range.
+// A burst's message says which way the series moved: the burst's own
+// direction, whichever side of the level the reading that opens it lies.
 func TestBurstMessageSaysRiseOrFall(t *testing.T) {
-	a := alertState{open: true, kind: KindBurst, low: 0, high: 10, startedAt: t0}
-	for v, want := range map[float64]string{8: "a sustained rise to 8", 2: "a sustained fall to 2"} {
+	for _, tt := range []struct {
+		z    float64 // the burst's short-run mean z
+		v    float64
+		want string
+	}{
+		{4, 8, "a sustained rise to 8"},
+		{4, 4, "a sustained rise to 4"},
+		{-4, 2, "a sustained fall to 2"},
+		{-4, 6, "a sustained fall to 6"},
+	} {
+		d := New(DefaultConfig())
+		s := &Series{cfg: &d.cfg, n: 100}
 		r := sensor.Reading{DeviceID: "dev-1", TS: t0}
-		ev := New(DefaultConfig()).event(&a, &r, "m", v, 0.8, sensor.StateOpen)
-		require.Contains(t, ev.Message, want)
+		f := Finding{Score: 0.8, Kind: KindBurst, Low: 0, High: 10, dev: tt.z}
+		out := d.transition(s, &r, "m", tt.v, f, nil)
+		require.Len(t, out, 1)
+		require.Contains(t, out[0].Message, tt.want)
 	}
 }
 
@@ -279,4 +291,18 @@ func TestBurstPastTheBarWhileSilentNeverAlerts(t *testing.T) {
 	require.Zero(t, feed(5, 100), "past the bar during the rest")
 	feed(0, 30)
 	require.Equal(t, 1, feed(5.5, 20), "the next excursion past the bar alerts")
+}
+
+// A burst finding carries its direction for the alert's message.
+func TestBurstFindingCarriesItsDirection(t *testing.T) {
+	for _, sign := range []float64{1, -1} {
+		var dev []float64
+		for _, f := range excursionsOf(warmExtremes(0, 10), 4*sign, 6*sign, 5*sign) {
+			if f.Kind == KindBurst && f.Score > 0 {
+				dev = append(dev, f.dev)
+			}
+		}
+		require.Len(t, dev, 1)
+		require.Equal(t, sign, math.Copysign(1, dev[0]))
+	}
 }
