@@ -18,7 +18,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/sensorflow/sensorflow/internal/dashboard"
+	"github.com/sensorflow/sensorflow/dashboard"
 	"github.com/sensorflow/sensorflow/processor/sink"
 )
 

@@ -29,7 +29,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/sensorflow/sensorflow/internal/dashboard"
+	"github.com/sensorflow/sensorflow/dashboard"
 	"github.com/sensorflow/sensorflow/internal/testenv"
 	"github.com/sensorflow/sensorflow/processor/sink"
 )

@@ -27,7 +27,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sensorflow/sensorflow/bridge"
-	"github.com/sensorflow/sensorflow/internal/cli"
+	"github.com/sensorflow/sensorflow/cli"
 	"github.com/sensorflow/sensorflow/internal/kafkax"
 	"github.com/sensorflow/sensorflow/internal/mqttx"
 	"github.com/sensorflow/sensorflow/internal/sensor"

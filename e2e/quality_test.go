@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/sensorflow/sensorflow/internal/quality"
+	"github.com/sensorflow/sensorflow/eval/quality"
 	"github.com/sensorflow/sensorflow/internal/sensor"
 	"github.com/sensorflow/sensorflow/simulator"
 )

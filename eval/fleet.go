@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sensorflow/sensorflow/internal/quality"
+	"github.com/sensorflow/sensorflow/eval/quality"
 	"github.com/sensorflow/sensorflow/processor/detect"
 	"github.com/sensorflow/sensorflow/simulator"
 )
