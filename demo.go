@@ -92,7 +92,7 @@ func Demo(ctx context.Context, c DemoConfig, log *slog.Logger, out io.Writer) er
 		return fmt.Errorf("loading history: %w", err)
 	}
 	cfg.hub = hub
-	cfg.extraSinks = map[string]sink.Sink{"store": store}
+	cfg.extraSinks = []sink.Spec{sink.Fixed("store", store)}
 
 	mqttWhere, kafkaWhere := "embedded", "embedded"
 	if !c.given("mqtt.url") {
@@ -123,8 +123,8 @@ func Demo(ctx context.Context, c DemoConfig, log *slog.Logger, out io.Writer) er
 	} else {
 		kafkaWhere = "external"
 	}
-	cfg.Processor.Influx.Enabled = c.given("influx.url")
-	cfg.Processor.Cassandra.Enabled = c.given("cassandra.hosts")
+	cfg.Influx.Enabled = c.given("influx.url")
+	cfg.Cassandra.Enabled = c.given("cassandra.hosts")
 
 	go func() { // keep the store within its retention
 		t := time.NewTicker(time.Minute)
@@ -158,8 +158,8 @@ Watch alerts:
 Ctrl-C stops everything cleanly.
 
 `, localAddr(cfg.DashboardAddr), cfg.MQTT.URL, mqttWhere, cfg.Kafka.Brokers, kafkaWhere, filepath.Join(c.Data, "store.db"), c.Retention,
-		optional(cfg.Processor.Influx.Enabled, "\n  InfluxDB         "+cfg.Processor.Influx.URL),
-		optional(cfg.Processor.Cassandra.Enabled, "\n  Cassandra        "+cfg.Processor.Cassandra.Hosts),
+		optional(cfg.Influx.Enabled, "\n  InfluxDB         "+cfg.Influx.URL),
+		optional(cfg.Cassandra.Enabled, "\n  Cassandra        "+cfg.Cassandra.Hosts),
 		cfg.Simulator.Devices, cfg.Simulator.Backfill, localAddr(cfg.AdminAddr), host, port, cfg.TopicPrefix, cfg.Kafka.Brokers)
 	return Run(ctx, cfg, log)
 }

@@ -44,10 +44,12 @@ type RunConfig struct {
 	Simulator       simulator.Config
 	Bridge          bridge.Config
 	Processor       processor.Config
+	Influx          sink.InfluxConfig
+	Cassandra       sink.CassandraConfig
 
 	// Set by the demo: a pre-filled dashboard hub and extra sinks.
 	hub        *dashboard.Hub
-	extraSinks map[string]sink.Sink
+	extraSinks []sink.Spec
 }
 
 // RegisterFlags registers every flag of the services run.
@@ -68,6 +70,37 @@ func (c *RunConfig) RegisterFlags(fs *flag.FlagSet) {
 	c.Simulator.RegisterFlags(fs)
 	c.Bridge.RegisterFlags(fs)
 	c.Processor.RegisterFlags(fs)
+	c.Influx.RegisterFlags(fs)
+	c.Cassandra.RegisterFlags(fs)
+}
+
+// sinks returns the processor's sinks in the order they are opened: the
+// enabled stores, the demo's extra sinks, then the dashboard hub (nil when
+// the dashboard is off). Adding a sink means adding it here and in its own
+// file under processor/sink, nothing else.
+func (c *RunConfig) sinks(log *slog.Logger) ([]sink.Spec, *dashboard.Hub, error) {
+	var specs []sink.Spec
+	if c.Influx.Enabled {
+		if err := c.Influx.Validate(); err != nil {
+			return nil, nil, err
+		}
+		specs = append(specs, c.Influx.Spec())
+	}
+	if c.Cassandra.Enabled {
+		if err := c.Cassandra.Validate(); err != nil {
+			return nil, nil, err
+		}
+		specs = append(specs, c.Cassandra.Spec(log))
+	}
+	specs = append(specs, c.extraSinks...)
+	var hub *dashboard.Hub
+	if c.DashboardAddr != "" {
+		if hub = c.hub; hub == nil {
+			hub = dashboard.NewHub(c.DashboardPoints, c.DashboardSeries)
+		}
+		specs = append(specs, sink.Fixed("dashboard", hub))
+	}
+	return specs, hub, nil
 }
 
 func (c *RunConfig) targets() (map[string]bool, error) {
@@ -129,21 +162,18 @@ func Run(ctx context.Context, cfg RunConfig, log *slog.Logger) error {
 		svcs = append(svcs, named{"bridge", b})
 	}
 	if targets["processor"] {
+		plog := log.With("component", "processor")
 		c := cfg.Processor
 		c.Kafka = cfg.Kafka
-		p, err := processor.New(c, log.With("component", "processor"), reg)
+		var hub *dashboard.Hub
+		if c.Sinks, hub, err = cfg.sinks(plog); err != nil {
+			return fmt.Errorf("processor config: %w", err)
+		}
+		p, err := processor.New(c, plog, reg)
 		if err != nil {
 			return err
 		}
-		for name, s := range cfg.extraSinks {
-			p.AddSink(name, s)
-		}
-		if cfg.DashboardAddr != "" {
-			hub := cfg.hub
-			if hub == nil {
-				hub = dashboard.NewHub(cfg.DashboardPoints, cfg.DashboardSeries)
-			}
-			p.AddSink("dashboard", hub)
+		if hub != nil {
 			dash = &http.Server{Addr: cfg.DashboardAddr, Handler: hub.Handler(), ReadHeaderTimeout: 5 * time.Second}
 		}
 		adm.Ready("processor", p.Ready)

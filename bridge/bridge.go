@@ -28,9 +28,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sensorflow/sensorflow/internal/batch"
 	"github.com/sensorflow/sensorflow/internal/kafkax"
 	"github.com/sensorflow/sensorflow/internal/mqttx"
-	"github.com/sensorflow/sensorflow/internal/retry"
 	"github.com/sensorflow/sensorflow/internal/sensor"
 )
 
@@ -83,13 +83,17 @@ func (c *Config) Validate() error {
 	if c.ClientID == "" {
 		return errors.New("bridge.client-id is empty")
 	}
-	if c.BatchSize < 1 || c.QueueSize < c.BatchSize {
-		return errors.New("bridge.batch-size must be at least 1 and bridge.queue-size at least the batch size")
+	if err := c.batchPolicy().Validate("bridge"); err != nil {
+		return err
 	}
-	if c.Linger <= 0 {
-		return errors.New("bridge.linger must be positive")
+	if c.QueueSize < c.BatchSize {
+		return errors.New("bridge.queue-size must be at least bridge.batch-size")
 	}
 	return nil
+}
+
+func (c *Config) batchPolicy() batch.Policy {
+	return batch.Policy{Max: c.BatchSize, Linger: c.Linger}
 }
 
 // Bridge forwards readings MQTT → Kafka and alerts Kafka → MQTT. Create it
@@ -134,7 +138,7 @@ func (b *Bridge) Ready() error {
 // written and acknowledged, everything else stays unacknowledged with the
 // broker, which redelivers it to the next bridge session.
 func (b *Bridge) Run(ctx context.Context) error {
-	if err := b.ensureTopics(ctx); err != nil {
+	if err := b.cfg.Kafka.AwaitTopics(ctx, b.log); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -151,13 +155,4 @@ func (b *Bridge) Run(ctx context.Context) error {
 		return nil
 	}
 	return err
-}
-
-// ensureTopics creates the Kafka topics, retrying while Kafka is unreachable.
-func (b *Bridge) ensureTopics(ctx context.Context) error {
-	return retry.Forever(ctx, b.log, "creating kafka topics", func() error {
-		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		defer cancel()
-		return b.cfg.Kafka.EnsureTopics(cctx)
-	})
 }

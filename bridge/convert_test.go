@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sensorflow/sensorflow/internal/kafkax"
 	"github.com/sensorflow/sensorflow/internal/sensor"
 )
 
@@ -26,14 +26,6 @@ func newTestBridge(t *testing.T) *Bridge {
 	b, err := New(c, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
 	require.NoError(t, err)
 	return b
-}
-
-func headerMap(m kafka.Message) map[string]string {
-	out := map[string]string{}
-	for _, h := range m.Headers {
-		out[h.Key] = string(h.Value)
-	}
-	return out
 }
 
 func TestConvert(t *testing.T) {
@@ -60,7 +52,7 @@ func TestConvert(t *testing.T) {
 				require.Empty(t, m.Headers)
 				return
 			}
-			h := headerMap(m)
+			h := kafkax.HeaderMap(m)
 			require.Equal(t, tt.reason, h["reason"])
 			require.NotEmpty(t, h["detail"])
 			require.Equal(t, tt.topic, h["source_topic"])
@@ -75,8 +67,8 @@ func TestDeadLetterTruncatesHugePayloads(t *testing.T) {
 	payload := []byte(strings.Repeat("x", 10<<20))
 	m, reason := b.convert("sensorflow/s/d/telemetry", payload, time.Now())
 	require.Equal(t, sensor.ReasonPayloadTooLarge, reason)
-	require.Len(t, m.Value, maxDeadLetterPayload)
-	h := headerMap(m)
+	require.Len(t, m.Value, kafkax.MaxDeadLetterPayload)
+	h := kafkax.HeaderMap(m)
 	require.Equal(t, "true", h["truncated"])
 	require.Equal(t, "10485760", h["original_size"])
 }
@@ -85,7 +77,7 @@ func TestDeadLetterCutsLongTopics(t *testing.T) {
 	b := newTestBridge(t)
 	topic := "sensorflow/" + strings.Repeat("a", 5000) + "/d/telemetry"
 	m, _ := b.convert(topic, []byte(`{}`), time.Now())
-	require.Len(t, headerMap(m)["source_topic"], 1024)
+	require.Len(t, kafkax.HeaderMap(m)["source_topic"], 1024)
 }
 
 func TestConfigValidate(t *testing.T) {

@@ -3,7 +3,6 @@ package bridge
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -11,14 +10,11 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/sensorflow/sensorflow/internal/batch"
 	"github.com/sensorflow/sensorflow/internal/kafkax"
 	"github.com/sensorflow/sensorflow/internal/mqttx"
 	"github.com/sensorflow/sensorflow/internal/sensor"
 )
-
-// maxDeadLetterPayload bounds the copy of a rejected payload kept in the
-// dead-letter topic, below Kafka's default 1 MB message limit.
-const maxDeadLetterPayload = 256 << 10
 
 // forward runs the MQTT → Kafka path until ctx ends.
 func (b *Bridge) forward(ctx context.Context) error {
@@ -90,15 +86,13 @@ func (b *Bridge) forward(ctx context.Context) error {
 	defer w.Close()
 
 	// Writes outlive ctx by DrainTimeout so the batch in hand can finish.
-	drainCtx, cancelDrain := context.WithCancel(context.WithoutCancel(ctx))
+	drainCtx, cancelDrain := batch.Drain(ctx, b.cfg.DrainTimeout)
 	defer cancelDrain()
-	stop := context.AfterFunc(ctx, func() { time.AfterFunc(b.cfg.DrainTimeout, cancelDrain) })
-	defer stop()
 
 	// Two stages: the collector batches and converts while the writer has
 	// the previous batch in Kafka, so decoding overlaps the round trip.
 	// Batches stay in arrival order through both.
-	converted := make(chan *batch, 2)
+	converted := make(chan *chunk, 2)
 	intake, stopIntake := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopIntake()
 	context.AfterFunc(ctx, func() { b.leave(cl, filter, q, &lastIn, stopIntake) })
@@ -121,8 +115,8 @@ func (b *Bridge) forward(ctx context.Context) error {
 	return nil
 }
 
-// batch is a run of MQTT messages and the Kafka messages they became.
-type batch struct {
+// chunk is a batch of MQTT messages and the Kafka messages they became.
+type chunk struct {
 	in        []mqtt.Message
 	out       []kafka.Message
 	forwarded int
@@ -157,33 +151,17 @@ func (b *Bridge) leave(cl mqtt.Client, filter string, q chan mqtt.Message, lastI
 	b.log.Info("left the shared subscription", "filter", filter)
 }
 
-// collect fills batches from q (up to BatchSize, waiting at most Linger
-// after the first message), converts them and passes them on until ctx
-// ends; then it closes out.
-func (b *Bridge) collect(ctx context.Context, q <-chan mqtt.Message, out chan<- *batch) {
+// collect fills batches from q under the bridge's batch policy, converts
+// them and passes them on until ctx ends; then it closes out.
+func (b *Bridge) collect(ctx context.Context, q <-chan mqtt.Message, out chan<- *chunk) {
 	defer close(out)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	c := batch.NewCollector(q, b.cfg.batchPolicy())
 	for {
-		bt := &batch{in: make([]mqtt.Message, 0, b.cfg.BatchSize)}
-		select {
-		case m := <-q:
-			bt.in = append(bt.in, m)
-		case <-ctx.Done():
+		in, ok := c.Next(ctx, make([]mqtt.Message, 0, b.cfg.BatchSize))
+		if !ok {
 			return
 		}
-		timer.Reset(b.cfg.Linger)
-	fill:
-		for len(bt.in) < cap(bt.in) {
-			select {
-			case m := <-q:
-				bt.in = append(bt.in, m)
-			case <-timer.C:
-				break fill
-			case <-ctx.Done():
-				break fill
-			}
-		}
+		bt := &chunk{in: in}
 		b.m.queue.Set(float64(len(q)))
 		b.convertBatch(bt)
 		select {
@@ -197,7 +175,7 @@ func (b *Bridge) collect(ctx context.Context, q <-chan mqtt.Message, out chan<- 
 }
 
 // convertBatch turns every message of bt into its Kafka message.
-func (b *Bridge) convertBatch(bt *batch) {
+func (b *Bridge) convertBatch(bt *chunk) {
 	bt.out = make([]kafka.Message, 0, len(bt.in))
 	now := time.Now()
 	for _, m := range bt.in {
@@ -216,7 +194,7 @@ func (b *Bridge) convertBatch(bt *batch) {
 
 // writeBatch writes a converted batch to Kafka, retrying until Kafka
 // acknowledged every message or ctx ends.
-func (b *Bridge) writeBatch(ctx context.Context, w *kafka.Writer, bt *batch) error {
+func (b *Bridge) writeBatch(ctx context.Context, w *kafka.Writer, bt *chunk) error {
 	b.m.unacked.Set(float64(len(bt.in)))
 	b.m.batchSize.Observe(float64(len(bt.in)))
 	start := time.Now()
@@ -255,36 +233,12 @@ func (b *Bridge) convert(topic string, payload []byte, received time.Time) (kafk
 			Value: r.AppendJSON(make([]byte, 0, 160)),
 		}, ""
 	}
-	rej, ok := sensor.AsRejection(err)
-	if !ok {
-		rej = &sensor.Rejection{Reason: sensor.ReasonInvalidJSON, Detail: err.Error()}
-	}
-	return deadLetter(b.cfg.Kafka.DeadLetterTopic, topic, device, payload, rej, received), rej.Reason
-}
-
-// deadLetter builds the dead-letter message for a rejected payload: the
-// payload itself (cut at 256 KiB), with headers reason, detail, source_topic,
-// received_at, original_size and, if cut, truncated.
-func deadLetter(topic, source, device string, payload []byte, rej *sensor.Rejection, received time.Time) kafka.Message {
-	if len(source) > 1024 {
-		source = source[:1024]
-	}
-	headers := []kafka.Header{
-		{Key: "reason", Value: []byte(rej.Reason)},
-		{Key: "detail", Value: []byte(rej.Detail)},
-		{Key: "source_topic", Value: []byte(source)},
-		{Key: "received_at", Value: []byte(received.UTC().Format(time.RFC3339Nano))},
-		{Key: "original_size", Value: []byte(strconv.Itoa(len(payload)))},
-	}
-	if len(payload) > maxDeadLetterPayload {
-		payload = payload[:maxDeadLetterPayload]
-		headers = append(headers, kafka.Header{Key: "truncated", Value: []byte("true")})
-	}
+	rej := sensor.RejectionOf(err)
 	var key []byte
 	if device != "" {
 		key = []byte(device)
 	}
-	return kafka.Message{Topic: topic, Key: key, Value: payload, Headers: headers}
+	return kafkax.DeadLetter(b.cfg.Kafka.DeadLetterTopic, key, topic, payload, rej, received), rej.Reason
 }
 
 // noStore is a paho Store that keeps nothing. The bridge's client only

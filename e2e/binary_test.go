@@ -75,14 +75,14 @@ func TestBinaryAllTargetsAndGracefulShutdown(t *testing.T) {
 		"-kafka.brokers", s.kafka.Brokers, "-kafka.readings-topic", s.kafka.ReadingsTopic,
 		"-kafka.alerts-topic", s.kafka.AlertsTopic, "-kafka.deadletter-topic", s.kafka.DeadLetterTopic,
 		"-bridge.client-id", s.bridge.ClientID, "-bridge.share-group", s.bridge.ShareGroup, "-bridge.alerts-group", s.bridge.AlertsGroup,
-		"-processor.group", s.processor.GroupID, "-influx.url", s.processor.Influx.URL, "-influx.bucket", s.processor.Influx.Bucket,
-		"-cassandra.hosts", s.processor.Cassandra.Hosts, "-cassandra.keyspace", s.processor.Cassandra.Keyspace,
+		"-processor.group", s.processor.GroupID, "-influx.url", s.influx.URL, "-influx.bucket", s.influx.Bucket,
+		"-cassandra.hosts", s.cassandra.Hosts, "-cassandra.keyspace", s.cassandra.Keyspace,
 		"-simulator.devices", "20", "-simulator.speed", "0", "-simulator.count", strconv.Itoa(count), "-simulator.anomaly-rate", "0",
 		"-simulator.device-prefix", s.sim.DevicePrefix, "-simulator.site-prefix", s.sim.SitePrefix, "-simulator.client-prefix", s.sim.ClientPrefix,
 		"-simulator.start", time.Now().Add(-time.Hour).UTC().Format(time.RFC3339),
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "SENSORFLOW_INFLUX_TOKEN="+s.processor.Influx.Token)
+	cmd.Env = append(os.Environ(), "SENSORFLOW_INFLUX_TOKEN="+s.influx.Token)
 	var logs syncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	require.NoError(t, cmd.Start())

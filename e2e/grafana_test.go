@@ -76,7 +76,7 @@ func dashboardQueries(t *testing.T) []dashboardQuery {
 // macros and the variables substituted, against the real InfluxDB the
 // pipeline filled, and requires data from each.
 func checkDashboardFlux(t *testing.T, s *stack, site, device string) {
-	cfg := s.processor.Influx
+	cfg := s.influx
 	cl := influxdb2.NewClient(cfg.URL, cfg.Token)
 	defer cl.Close()
 	r := strings.NewReplacer("v.timeRangeStart", "-4h", "v.timeRangeStop", "now()", "v.windowPeriod", "10s",

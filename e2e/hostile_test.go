@@ -12,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sensorflow/sensorflow/internal/kafkax"
 	"github.com/sensorflow/sensorflow/internal/mqttx"
 	"github.com/sensorflow/sensorflow/internal/sensor"
 )
@@ -273,7 +274,7 @@ func TestHostileInput(t *testing.T) {
 	require.Len(t, dead, want, "dead letters")
 	seen := map[string]bool{}
 	for _, d := range dead {
-		hd := headers(d)
+		hd := kafkax.HeaderMap(d)
 		require.NotEmpty(t, hd["detail"])
 		require.NotEmpty(t, hd["received_at"])
 		if hd["source_topic"] == s.kafka.ReadingsTopic {

@@ -33,6 +33,7 @@ import (
 	"github.com/sensorflow/sensorflow/internal/sensor"
 	"github.com/sensorflow/sensorflow/internal/testenv"
 	"github.com/sensorflow/sensorflow/processor"
+	"github.com/sensorflow/sensorflow/processor/sink"
 	"github.com/sensorflow/sensorflow/simulator"
 )
 
@@ -45,6 +46,8 @@ type stack struct {
 	prefix    string
 	bridge    bridge.Config
 	processor processor.Config
+	influx    sink.InfluxConfig
+	cassandra sink.CassandraConfig
 	sim       simulator.Config
 }
 
@@ -60,6 +63,8 @@ func newStack(t *testing.T) *stack {
 	defaults(s.kafka.RegisterFlags)
 	defaults(s.bridge.RegisterFlags)
 	defaults(s.processor.RegisterFlags)
+	defaults(s.influx.RegisterFlags)
+	defaults(s.cassandra.RegisterFlags)
 	defaults(s.sim.RegisterFlags)
 	s.mqtt.URL = testenv.MQTT(t)
 	s.kafka.Brokers = testenv.Kafka(t)
@@ -74,9 +79,9 @@ func newStack(t *testing.T) *stack {
 	s.processor.Kafka = s.kafka
 	s.processor.GroupID = s.id + "-processor"
 	url, token, bucket := testenv.Influx(t)
-	s.processor.Influx.URL, s.processor.Influx.Token, s.processor.Influx.Bucket = url, token, bucket
-	s.processor.Cassandra.Hosts = testenv.Cassandra(t)
-	s.processor.Cassandra.Keyspace = strings.ReplaceAll(s.id, "-", "_")
+	s.influx.URL, s.influx.Token, s.influx.Bucket = url, token, bucket
+	s.cassandra.Hosts = testenv.Cassandra(t)
+	s.cassandra.Keyspace = strings.ReplaceAll(s.id, "-", "_")
 	s.sim.MQTT, s.sim.TopicPrefix = s.mqtt, s.prefix
 	s.sim.DevicePrefix = s.id + "-dev-"
 	s.sim.SitePrefix = s.id + "-site-"
@@ -91,9 +96,9 @@ func (s *stack) cleanup(t *testing.T) {
 	if err == nil {
 		_, _ = cl.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{s.kafka.ReadingsTopic, s.kafka.AlertsTopic, s.kafka.DeadLetterTopic}})
 	}
-	if cc, err := s.processor.Cassandra.Cluster(""); err == nil {
+	if cc, err := s.cassandra.Cluster(""); err == nil {
 		if sess, err := cc.CreateSession(); err == nil {
-			_ = sess.Query(`DROP KEYSPACE IF EXISTS ` + s.processor.Cassandra.Keyspace).Exec()
+			_ = sess.Query(`DROP KEYSPACE IF EXISTS ` + s.cassandra.Keyspace).Exec()
 			sess.Close()
 		}
 	}
@@ -114,7 +119,15 @@ func (s *stack) startServices(t *testing.T, ctx context.Context) *prometheus.Reg
 	reg := prometheus.NewRegistry()
 	b, err := bridge.New(s.bridge, log.With("component", "bridge"), reg)
 	require.NoError(t, err)
-	p, err := processor.New(s.processor, log.With("component", "processor"), reg)
+	pc := s.processor
+	pc.Sinks = nil
+	if s.influx.Enabled {
+		pc.Sinks = append(pc.Sinks, s.influx.Spec())
+	}
+	if s.cassandra.Enabled {
+		pc.Sinks = append(pc.Sinks, s.cassandra.Spec(log))
+	}
+	p, err := processor.New(pc, log.With("component", "processor"), reg)
 	require.NoError(t, err)
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancel(ctx)
@@ -235,7 +248,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	dead := readAll(t, s.kafka.Brokers, s.kafka.DeadLetterTopic)
 	reasons := map[string]string{}
 	for _, m := range dead {
-		h := headers(m)
+		h := kafkax.HeaderMap(m)
 		reasons[string(m.Value)] = h["reason"]
 		require.NotEmpty(t, h["detail"])
 		require.NotEmpty(t, h["source_topic"])
@@ -249,7 +262,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	// `sensorflow query` reads the archive back.
 	dev := s.sim.DevicePrefix + "00001"
 	var out bytes.Buffer
-	q := cli.QueryConfig{Cassandra: s.processor.Cassandra, Device: dev, Metric: "temperature", From: "30d", To: "0s", Format: "csv", Limit: 1e6}
+	q := cli.QueryConfig{Cassandra: s.cassandra, Device: dev, Metric: "temperature", From: "30d", To: "0s", Format: "csv", Limit: 1e6}
 	require.NoError(t, cli.Query(ctx, q, &out))
 	rows, err := csv.NewReader(&out).ReadAll()
 	require.NoError(t, err)
@@ -380,7 +393,7 @@ func influxCounts(t *testing.T, s *stack) map[string]int {
 // influxQueryCounts counts the temperature points per device that match a
 // Flux predicate on r.
 func influxQueryCounts(t *testing.T, s *stack, predicate string) map[string]int {
-	cfg := s.processor.Influx
+	cfg := s.influx
 	cl := influxdb2.NewClient(cfg.URL, cfg.Token)
 	defer cl.Close()
 	q := fmt.Sprintf(`import "strings"
@@ -405,7 +418,7 @@ from(bucket: %q)
 }
 
 func cassandraSession(t *testing.T, s *stack) *gocql.Session {
-	cc, err := s.processor.Cassandra.Cluster(s.processor.Cassandra.Keyspace)
+	cc, err := s.cassandra.Cluster(s.cassandra.Keyspace)
 	require.NoError(t, err)
 	sess, err := cc.CreateSession()
 	require.NoError(t, err)
@@ -454,14 +467,6 @@ func readAll(t *testing.T, brokers, topic string) []kafka.Message {
 			}
 		}
 		r.Close()
-	}
-	return out
-}
-
-func headers(m kafka.Message) map[string]string {
-	out := map[string]string{}
-	for _, h := range m.Headers {
-		out[h.Key] = string(h.Value)
 	}
 	return out
 }

@@ -30,7 +30,7 @@ import (
 // to out/eval/live.json; `make eval` runs it.
 func TestDetectionQuality(t *testing.T) {
 	s := newStack(t)
-	s.processor.Cassandra.Enabled = false // quality needs no archive
+	s.cassandra.Enabled = false // quality needs no archive
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	s.startServices(t, ctx)

@@ -3,16 +3,14 @@ package processor
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"golang.org/x/sync/errgroup"
 
+	"github.com/sensorflow/sensorflow/internal/batch"
 	"github.com/sensorflow/sensorflow/internal/kafkax"
-	"github.com/sensorflow/sensorflow/internal/retry"
 	"github.com/sensorflow/sensorflow/internal/sensor"
 	"github.com/sensorflow/sensorflow/processor/detect"
 	"github.com/sensorflow/sensorflow/processor/sink"
@@ -49,10 +47,8 @@ func (p *Processor) consume(ctx context.Context) error {
 
 	// Fetching stops with ctx; storing and committing the batch in hand may
 	// go on for DrainTimeout after it.
-	drainCtx, cancelDrain := context.WithCancel(context.WithoutCancel(ctx))
+	drainCtx, cancelDrain := batch.Drain(ctx, p.cfg.DrainTimeout)
 	defer cancelDrain()
-	stop := context.AfterFunc(ctx, func() { time.AfterFunc(p.cfg.DrainTimeout, cancelDrain) })
-	defer stop()
 
 	fetched := make(chan kafka.Message, p.cfg.BatchSize)
 	fetchErr := make(chan error, 1)
@@ -119,38 +115,18 @@ func (p *Processor) consume(ctx context.Context) error {
 		close(ready)
 		<-stored
 	}()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	c := batch.NewCollector(fetched, p.cfg.batchPolicy())
 	for {
-		batch := make([]kafka.Message, 0, p.cfg.BatchSize)
-		select {
-		case m, ok := <-fetched:
-			if !ok {
-				select {
-				case err := <-fetchErr:
-					return err
-				default:
-					return nil
-				}
-			}
-			batch = append(batch, m)
-		case <-ctx.Done():
-			return nil
-		}
-		timer.Reset(p.cfg.Linger)
-	fill:
-		for len(batch) < cap(batch) {
+		msgs, ok := c.Next(ctx, make([]kafka.Message, 0, p.cfg.BatchSize))
+		if !ok {
 			select {
-			case m, ok := <-fetched:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, m)
-			case <-timer.C:
-				break fill
+			case err := <-fetchErr:
+				return err
+			default:
+				return nil
 			}
 		}
-		wk := p.prepare(det, batch)
+		wk := p.prepare(det, msgs)
 		p.m.series.Set(float64(det.Series()))
 		p.m.openAlerts.Set(float64(det.OpenAlerts()))
 		select {
@@ -204,7 +180,7 @@ func (p *Processor) prepare(det *detect.Detector, batch []kafka.Message) *work {
 // finish stores a prepared batch and publishes its alerts and dead letters.
 // It returns only when everything is durable, or with ctx's error.
 func (p *Processor) finish(ctx context.Context, w *kafka.Writer, wk *work) error {
-	if err := p.store(ctx, wk.b); err != nil {
+	if err := p.sinks.Write(ctx, wk.b); err != nil {
 		return err
 	}
 	if len(wk.out) > 0 {
@@ -219,48 +195,10 @@ func (p *Processor) finish(ctx context.Context, w *kafka.Writer, wk *work) error
 	return nil
 }
 
-// store writes b to every sink concurrently; each sink is retried on its own
-// until it succeeds, so a healthy sink is not rewritten for a failing one.
-func (p *Processor) store(ctx context.Context, b sink.Batch) error {
-	if b.Len() == 0 {
-		return nil
-	}
-	var g errgroup.Group
-	for _, s := range p.sinks {
-		g.Go(func() error {
-			return retry.Default.Forever(ctx, p.log, "writing batch to "+s.name, func() error {
-				start := time.Now()
-				if err := s.sink.Write(ctx, b); err != nil {
-					return err
-				}
-				p.m.sinkSeconds.WithLabelValues(s.name).Observe(time.Since(start).Seconds())
-				p.m.sinkWrites.WithLabelValues(s.name, "ok").Inc()
-				return nil
-			}, func(error) { p.m.sinkWrites.WithLabelValues(s.name, "error").Inc() })
-		})
-	}
-	return g.Wait()
-}
-
 // deadLetter wraps a message the processor cannot read. The bridge only
 // writes valid readings, so this catches foreign producers on the topic.
 func (p *Processor) deadLetter(m *kafka.Message, err error) kafka.Message {
-	reason, detail := sensor.ReasonInvalidJSON, err.Error()
-	var rej *sensor.Rejection
-	if errors.As(err, &rej) {
-		reason, detail = rej.Reason, rej.Detail
-	}
-	p.m.rejected.WithLabelValues(reason).Inc()
-	return kafka.Message{
-		Topic: p.cfg.Kafka.DeadLetterTopic,
-		Key:   m.Key,
-		Value: m.Value,
-		Headers: []kafka.Header{
-			{Key: "reason", Value: []byte(reason)},
-			{Key: "detail", Value: []byte(detail)},
-			{Key: "source_topic", Value: []byte(m.Topic)},
-			{Key: "received_at", Value: []byte(m.Time.UTC().Format(time.RFC3339Nano))},
-			{Key: "original_size", Value: []byte(strconv.Itoa(len(m.Value)))},
-		},
-	}
+	rej := sensor.RejectionOf(err)
+	p.m.rejected.WithLabelValues(rej.Reason).Inc()
+	return kafkax.DeadLetter(p.cfg.Kafka.DeadLetterTopic, m.Key, m.Topic, m.Value, rej, m.Time)
 }

@@ -7,15 +7,13 @@ import (
 )
 
 type metrics struct {
-	readings    *prometheus.CounterVec // result: stored, rejected
-	rejected    *prometheus.CounterVec // reason
-	alerts      *prometheus.CounterVec // result: open, resolved
-	batches     *prometheus.CounterVec // result: committed, commit_error
-	sinkWrites  *prometheus.CounterVec // sink, result: ok, error
-	sinkSeconds *prometheus.HistogramVec
-	lag         *prometheus.GaugeVec
-	series      prometheus.Gauge
-	openAlerts  prometheus.Gauge
+	readings   *prometheus.CounterVec // result: stored, rejected
+	rejected   *prometheus.CounterVec // reason
+	alerts     *prometheus.CounterVec // result: open, resolved
+	batches    *prometheus.CounterVec // result: committed, commit_error
+	lag        *prometheus.GaugeVec
+	series     prometheus.Gauge
+	openAlerts prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -32,13 +30,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sensorflow_processor_batches_total", Help: "Batches processed, by result of the offset commit.",
 		}, []string{"result"}),
-		sinkWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sensorflow_processor_sink_writes_total", Help: "Batch writes to each sink, by result.",
-		}, []string{"sink", "result"}),
-		sinkSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "sensorflow_processor_sink_write_seconds", Help: "Latency of successful batch writes, by sink.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
-		}, []string{"sink"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sensorflow_processor_consumer_lag_messages", Help: "Messages behind the partition's high-water mark at the last fetched message.",
 		}, []string{"partition"}),
@@ -49,7 +40,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sensorflow_processor_open_alerts", Help: "Alerts currently open.",
 		}),
 	}
-	reg.MustRegister(m.readings, m.rejected, m.alerts, m.batches, m.sinkWrites, m.sinkSeconds, m.lag, m.series, m.openAlerts)
+	reg.MustRegister(m.readings, m.rejected, m.alerts, m.batches, m.lag, m.series, m.openAlerts)
 	for _, r := range []string{"stored", "rejected"} {
 		m.readings.WithLabelValues(r)
 	}

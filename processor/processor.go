@@ -1,7 +1,8 @@
 // Package processor consumes normalized readings from Kafka, detects
 // anomalies per device and metric, publishes alert events to the alerts
-// topic, and stores readings and alerts in every enabled sink (InfluxDB,
-// Cassandra). Kafka offsets are committed only after every sink stored the
+// topic, and stores readings and alerts in the sinks it is given. It knows
+// sinks only as sink.Sink, through sink.Spec and sink.Fanout: which sinks
+// exist and how they are configured is the caller's wiring. Kafka offsets are committed only after every sink stored the
 // batch and the alerts were written; a failing sink is retried with backoff,
 // never skipped, so a crash or outage loses nothing (at-least-once delivery
 // into idempotent sinks).
@@ -18,8 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sensorflow/sensorflow/internal/batch"
 	"github.com/sensorflow/sensorflow/internal/kafkax"
-	"github.com/sensorflow/sensorflow/internal/retry"
 	"github.com/sensorflow/sensorflow/processor/detect"
 	"github.com/sensorflow/sensorflow/processor/sink"
 )
@@ -32,20 +33,18 @@ type Config struct {
 	BatchSize    int
 	Linger       time.Duration
 	DrainTimeout time.Duration
-	Influx       sink.InfluxConfig
-	Cassandra    sink.CassandraConfig
 	Detect       detect.Config
+	// Sinks are opened in Run, in order, and written through one
+	// sink.Fanout. Set by the caller; no flag.
+	Sinks []sink.Spec
 }
 
-// RegisterFlags registers the processor.*, influx.*, cassandra.* and
-// detect.* flags.
+// RegisterFlags registers the processor.* and detect.* flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GroupID, "processor.group", "sensorflow-processor", "Kafka consumer group of the processors; processors in one group split the partitions.")
 	fs.IntVar(&c.BatchSize, "processor.batch-size", 2000, "Most readings per batch (one sink write and one offset commit per batch).")
 	fs.DurationVar(&c.Linger, "processor.linger", 100*time.Millisecond, "Longest wait to fill a batch.")
 	fs.DurationVar(&c.DrainTimeout, "processor.drain-timeout", 20*time.Second, "On shutdown, how long to keep trying to store and commit the batch in hand.")
-	c.Influx.RegisterFlags(fs)
-	c.Cassandra.RegisterFlags(fs)
 	c.Detect.RegisterFlags(fs)
 }
 
@@ -57,20 +56,19 @@ func (c *Config) Validate() error {
 	if c.GroupID == "" {
 		return errors.New("processor.group is empty")
 	}
-	if c.BatchSize < 1 || c.Linger <= 0 {
-		return errors.New("processor.batch-size and processor.linger must be positive")
+	if err := c.batchPolicy().Validate("processor"); err != nil {
+		return err
 	}
-	if c.Influx.Enabled {
-		if err := c.Influx.Validate(); err != nil {
-			return err
-		}
-	}
-	if c.Cassandra.Enabled {
-		if err := c.Cassandra.Validate(); err != nil {
-			return err
+	for _, s := range c.Sinks {
+		if s.Name == "" || s.Open == nil {
+			return errors.New("processor: a sink without a name or an Open")
 		}
 	}
 	return c.Detect.Validate()
+}
+
+func (c *Config) batchPolicy() batch.Policy {
+	return batch.Policy{Max: c.BatchSize, Linger: c.Linger}
 }
 
 // Processor is one member of the processor consumer group. Create it with
@@ -79,15 +77,8 @@ type Processor struct {
 	cfg   Config
 	log   *slog.Logger
 	m     *metrics
-	sinks []namedSink
+	sinks *sink.Fanout
 	ready atomic.Bool
-	// extra sinks given by the caller (e.g. the embedded demo store).
-	extra []namedSink
-}
-
-type namedSink struct {
-	name string
-	sink sink.Sink
 }
 
 // New validates cfg and registers the processor's metrics with reg.
@@ -99,12 +90,12 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Processor, e
 	if cfg.Detect, err = cfg.Detect.WithRules(); err != nil {
 		return nil, fmt.Errorf("processor config: %w", err)
 	}
-	return &Processor{cfg: cfg, log: log, m: newMetrics(reg)}, nil
-}
-
-// AddSink adds a sink beside the configured ones; call before Run.
-func (p *Processor) AddSink(name string, s sink.Sink) {
-	p.extra = append(p.extra, namedSink{name, s})
+	return &Processor{
+		cfg:   cfg,
+		log:   log,
+		m:     newMetrics(reg),
+		sinks: sink.NewFanout(log, prometheus.WrapRegistererWithPrefix("sensorflow_processor_", reg)),
+	}, nil
 }
 
 // Ready reports whether the processor is consuming.
@@ -119,57 +110,22 @@ func (p *Processor) Ready() error {
 // shutdown the batch in hand is stored and committed (within DrainTimeout)
 // before Run returns.
 func (p *Processor) Run(ctx context.Context) error {
-	if err := retry.Forever(ctx, p.log, "creating kafka topics", func() error {
-		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		defer cancel()
-		return p.cfg.Kafka.EnsureTopics(cctx)
-	}); err != nil {
+	if err := p.cfg.Kafka.AwaitTopics(ctx, p.log); err != nil {
 		return nil // ctx ended
 	}
-	if err := p.openSinks(ctx); err != nil {
+	defer func() {
+		if err := p.sinks.Close(); err != nil {
+			p.log.Warn("closing sinks", "err", err)
+		}
+	}()
+	if err := p.sinks.Open(ctx, p.cfg.Sinks...); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
-	defer func() {
-		for _, s := range p.sinks {
-			if err := s.sink.Close(); err != nil {
-				p.log.Warn("closing sink", "sink", s.name, "err", err)
-			}
-		}
-	}()
-	if len(p.sinks) == 0 {
+	if p.sinks.Len() == 0 {
 		p.log.Warn("no sink enabled: readings are consumed, alerts published, nothing is stored")
 	}
 	return p.consume(ctx)
-}
-
-// openSinks opens every enabled sink, retrying while a server is down.
-func (p *Processor) openSinks(ctx context.Context) error {
-	if p.cfg.Influx.Enabled {
-		s, err := sink.NewInflux(p.cfg.Influx)
-		if err != nil {
-			return err
-		}
-		p.sinks = append(p.sinks, namedSink{"influx", s})
-	}
-	if p.cfg.Cassandra.Enabled {
-		var s *sink.Cassandra
-		err := retry.Forever(ctx, p.log, "connecting to cassandra", func() error {
-			var err error
-			s, err = sink.NewCassandra(ctx, p.cfg.Cassandra)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		p.sinks = append(p.sinks, namedSink{"cassandra", s})
-	}
-	p.sinks = append(p.sinks, p.extra...)
-	for _, s := range p.sinks {
-		p.m.sinkWrites.WithLabelValues(s.name, "ok")
-		p.m.sinkWrites.WithLabelValues(s.name, "error")
-	}
-	return nil
 }

@@ -215,6 +215,17 @@ func (c *Config) EnsureTopics(ctx context.Context) error {
 	}
 }
 
+// AwaitTopics runs EnsureTopics until it succeeds, retrying with backoff
+// while Kafka is unreachable (each attempt bounded to 15 s). It returns
+// nil once the topics are there, or ctx's error.
+func (c *Config) AwaitTopics(ctx context.Context, log *slog.Logger) error {
+	return retry.Forever(ctx, log, "creating kafka topics", func() error {
+		actx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		return c.EnsureTopics(actx)
+	})
+}
+
 func allLed(md *kafka.MetadataResponse, topics int) bool {
 	if len(md.Topics) != topics {
 		return false

@@ -53,6 +53,16 @@ func reject(reason, format string, args ...any) *Rejection {
 	return &Rejection{Reason: reason, Detail: fmt.Sprintf(format, args...)}
 }
 
+// RejectionOf returns the *Rejection inside err or, for any other error, a
+// rejection for invalid JSON carrying err's text: every decoding failure
+// becomes a reason the dead-letter topic can carry.
+func RejectionOf(err error) *Rejection {
+	if r, ok := AsRejection(err); ok {
+		return r
+	}
+	return &Rejection{Reason: ReasonInvalidJSON, Detail: err.Error()}
+}
+
 // AsRejection returns the *Rejection inside err, if any.
 func AsRejection(err error) (*Rejection, bool) {
 	var r *Rejection

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"regexp"
 	"strings"
@@ -246,6 +247,21 @@ type deviceRow struct {
 // lastSeenEvery is the granularity of devices.last_seen: a device's row is
 // rewritten when something else changed or last_seen moved this far.
 const lastSeenEvery = time.Minute
+
+// Spec returns the sink's Spec for the processor: opening it connects,
+// retrying with backoff while Cassandra is unreachable (it may still be
+// starting), until ctx ends.
+func (c CassandraConfig) Spec(log *slog.Logger) Spec {
+	return Spec{Name: "cassandra", Open: func(ctx context.Context) (Sink, error) {
+		var s *Cassandra
+		err := retry.Forever(ctx, log, "connecting to cassandra", func() error {
+			var err error
+			s, err = NewCassandra(ctx, c)
+			return err
+		})
+		return s, err
+	}}
+}
 
 // NewCassandra connects to Cassandra (applying the schema first when
 // configured) and returns the sink.

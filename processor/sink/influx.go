@@ -100,6 +100,12 @@ type Influx struct {
 	batch  int
 }
 
+// Spec returns the sink's Spec for the processor: opening it connects
+// nothing yet (the client connects on the first write).
+func (c InfluxConfig) Spec() Spec {
+	return Spec{Name: "influx", Open: func(context.Context) (Sink, error) { return NewInflux(c) }}
+}
+
 // NewInflux returns an InfluxDB sink. It does not connect.
 func NewInflux(cfg InfluxConfig) (*Influx, error) {
 	cl, err := cfg.NewClient()

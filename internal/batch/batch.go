@@ -1,0 +1,76 @@
+// Package batch holds the stage mechanisms every Sensorflow pipeline stage
+// shares: collecting items from a channel into batches bounded in size and
+// wait (Collector), and the context that lets the batch in hand finish after
+// a shutdown signal (Drain). It imports no Sensorflow package.
+package batch
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Policy says when a batch is complete: once it holds Max items, or Linger
+// after its first item arrived, whichever comes first.
+type Policy struct {
+	Max    int
+	Linger time.Duration
+}
+
+// Validate checks that both bounds are positive; name prefixes the message
+// (a flag prefix such as "bridge").
+func (p Policy) Validate(name string) error {
+	if p.Max < 1 || p.Linger <= 0 {
+		return errors.New(name + ".batch-size and " + name + ".linger must be positive")
+	}
+	return nil
+}
+
+// Collector fills batches from a channel under a Policy. One goroutine calls
+// Next; the Collector owns its timer and nothing else.
+type Collector[T any] struct {
+	in    <-chan T
+	p     Policy
+	timer *time.Timer
+}
+
+// NewCollector returns a collector reading from in.
+func NewCollector[T any](in <-chan T, p Policy) *Collector[T] {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &Collector[T]{in: in, p: p, timer: t}
+}
+
+// Next appends the next batch to buf[:0] and returns it. It waits for a
+// first item until ctx ends or in is closed and empty (then it returns buf[:0]
+// and false), then keeps adding items until the batch holds Policy.Max,
+// Policy.Linger has passed since the first item, ctx ends or in is closed.
+// A batch that began is always returned whole, with true.
+func (c *Collector[T]) Next(ctx context.Context, buf []T) ([]T, bool) {
+	out := buf[:0]
+	select {
+	case v, ok := <-c.in:
+		if !ok {
+			return out, false
+		}
+		out = append(out, v)
+	case <-ctx.Done():
+		return out, false
+	}
+	c.timer.Reset(c.p.Linger)
+	defer c.timer.Stop()
+	for len(out) < c.p.Max {
+		select {
+		case v, ok := <-c.in:
+			if !ok {
+				return out, true
+			}
+			out = append(out, v)
+		case <-c.timer.C:
+			return out, true
+		case <-ctx.Done():
+			return out, true
+		}
+	}
+	return out, true
+}

@@ -1,0 +1,111 @@
+package batch
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestCollector(t *testing.T) {
+	tests := []struct {
+		name   string
+		queued []int
+		close  bool
+		policy Policy
+		want   []int
+		wantOK bool
+		cancel bool
+	}{
+		{name: "full batch without waiting", queued: []int{1, 2, 3, 4, 5}, policy: Policy{Max: 3, Linger: time.Hour}, want: []int{1, 2, 3}, wantOK: true},
+		{name: "linger ends a short batch", queued: []int{1, 2}, policy: Policy{Max: 10, Linger: 20 * time.Millisecond}, want: []int{1, 2}, wantOK: true},
+		{name: "closed input ends a batch", queued: []int{1, 2}, close: true, policy: Policy{Max: 10, Linger: time.Hour}, want: []int{1, 2}, wantOK: true},
+		{name: "closed empty input", close: true, policy: Policy{Max: 10, Linger: time.Hour}, want: []int{}, wantOK: false},
+		{name: "context ended before the first item", cancel: true, policy: Policy{Max: 10, Linger: time.Hour}, want: []int{}, wantOK: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := make(chan int, 10)
+			for _, v := range tt.queued {
+				in <- v
+			}
+			if tt.close {
+				close(in)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.cancel {
+				cancel()
+			}
+			got, ok := NewCollector(in, tt.policy).Next(ctx, nil)
+			require.Equal(t, tt.wantOK, ok)
+			require.Equal(t, tt.want, append([]int{}, got...))
+		})
+	}
+}
+
+// A batch that began is returned whole when the context ends during its
+// linger, so the caller can drain it.
+func TestCollectorContextEndsDuringLinger(t *testing.T) {
+	in := make(chan int, 1)
+	in <- 7
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	got, ok := NewCollector(in, Policy{Max: 10, Linger: time.Hour}).Next(ctx, nil)
+	require.True(t, ok)
+	require.Equal(t, []int{7}, got)
+}
+
+// Batches come out in the order the items went in, and the collector
+// reuses the caller's buffer.
+func TestCollectorKeepsOrderAndReusesBuffer(t *testing.T) {
+	in := make(chan int, 100)
+	for i := range 100 {
+		in <- i
+	}
+	close(in)
+	c := NewCollector(in, Policy{Max: 7, Linger: time.Hour})
+	buf := make([]int, 0, 7)
+	var all []int
+	for {
+		b, ok := c.Next(context.Background(), buf)
+		if !ok {
+			break
+		}
+		require.LessOrEqual(t, len(b), 7)
+		require.Equal(t, &buf[:1][0], &b[:1][0], "the batch lives in the caller's buffer")
+		all = append(all, b...)
+	}
+	want := make([]int, 100)
+	for i := range want {
+		want[i] = i
+	}
+	require.Equal(t, want, all)
+}
+
+func TestPolicyValidate(t *testing.T) {
+	require.NoError(t, Policy{Max: 1, Linger: time.Millisecond}.Validate("bridge"))
+	require.EqualError(t, Policy{Max: 0, Linger: time.Millisecond}.Validate("bridge"), "bridge.batch-size and bridge.linger must be positive")
+	require.Error(t, Policy{Max: 1}.Validate("processor"))
+}
+
+func TestDrain(t *testing.T) {
+	parent, stop := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "v"))
+	ctx, cancel := Drain(parent, 50*time.Millisecond)
+	defer cancel()
+	require.Equal(t, "v", ctx.Value(ctxKey{}), "carries the parent's values")
+	stop()
+	require.NoError(t, ctx.Err(), "outlives its parent by the grace period")
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the drain context did not end after its grace period")
+	}
+
+	ctx, cancel = Drain(context.Background(), time.Hour)
+	cancel()
+	require.Error(t, ctx.Err(), "cancel ends it at once")
+}
+
+type ctxKey struct{}
