@@ -3,8 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/sensorflow/sensorflow/internal/harness"
 	"time"
+
+	"github.com/sensorflow/sensorflow/internal/harness"
 
 	"github.com/segmentio/kafka-go"
 

@@ -5,23 +5,22 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/sensorflow/sensorflow/internal/harness"
 	"io"
 	"math"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/gocql/gocql"
+	"github.com/sensorflow/sensorflow/internal/harness"
+
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sensorflow/sensorflow/internal/kafkax"
 	"github.com/sensorflow/sensorflow/internal/sensor"
 	"github.com/sensorflow/sensorflow/processor/detect"
 	"github.com/sensorflow/sensorflow/processor/sink"
+	"github.com/sensorflow/sensorflow/processor/sink/sinktest"
 )
 
 // Defaults of the processor the bench compares against: its batch and
@@ -272,7 +271,7 @@ func (b *bench) cassandra(ctx context.Context) error {
 	var ceil, rate, cpuPer []float64
 	for round := range b.cfg.rounds {
 		id := fmt.Sprintf("%s-c%d", b.id, round)
-		rows, err := plainInserts(ctx, sess, concurrency, makeReadings(id+"-c", n, 2000), ttl)
+		rows, err := sinktest.PlainInserts(ctx, sess, concurrency, makeReadings(id+"-c", n, 2000), ttl)
 		if err != nil {
 			return err
 		}
@@ -297,50 +296,6 @@ func (b *bench) cassandra(ctx context.Context) error {
 		Note: fmt.Sprintf("%d readings (2 rows each) per round, best of %d; ceiling: a plain gocql loop of the sink's prepared INSERT, %d in flight", n, b.cfg.rounds, concurrency)})
 	b.add(result{Section: "cassandra", Name: "CPU per reading (Cassandra)", Value: lowest(cpuPer), Unit: "µs"})
 	return nil
-}
-
-// plainInserts writes one row per metric of each reading with the sink's
-// INSERT statement from concurrency goroutines and returns rows/s.
-func plainInserts(ctx context.Context, sess *gocql.Session, concurrency int, readings []sensor.Reading, ttl int) (float64, error) {
-	type row struct {
-		r      *sensor.Reading
-		metric string
-		v      float64
-	}
-	var rows []row
-	for i := range readings {
-		for m, v := range readings[i].Metrics {
-			rows = append(rows, row{&readings[i], m, v})
-		}
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
-	began := time.Now()
-	for range concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(rows) || ctx.Err() != nil {
-					return
-				}
-				r := rows[i]
-				err := sess.Query(sink.CQLInsertReading,
-					r.r.DeviceID, r.metric, r.r.TS.Truncate(24*time.Hour), r.r.TS, r.v, r.r.Site, r.r.Seq, ttl).Idempotent(true).Exec()
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err, ok := firstErr.Load().(error); ok {
-		return 0, err
-	}
-	return float64(len(rows)) / time.Since(began).Seconds(), nil
 }
 
 func defaultCassandra() sink.CassandraConfig {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/sensorflow/sensorflow/internal/harness"
 	"math/rand/v2"
 	"runtime"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sensorflow/sensorflow/internal/harness"
 	"github.com/sensorflow/sensorflow/internal/sensor"
 	"github.com/sensorflow/sensorflow/processor/detect"
 	"github.com/sensorflow/sensorflow/processor/sink"

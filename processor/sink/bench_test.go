@@ -5,8 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"sort"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/sensorflow/sensorflow/internal/sensor"
 	"github.com/sensorflow/sensorflow/internal/testenv"
 	"github.com/sensorflow/sensorflow/processor/sink"
+	"github.com/sensorflow/sensorflow/processor/sink/sinktest"
 )
 
 // benchKeyspace creates a fresh keyspace for one benchmark and returns its
@@ -39,55 +38,38 @@ func benchKeyspace(b *testing.B) sink.CassandraConfig {
 	return cfg
 }
 
-// sinkRows writes n single-metric readings of 100 devices through the sink
-// in batches of 2,000 and returns rows/s. offset keeps rounds apart.
-func sinkRows(b *testing.B, s *sink.Cassandra, n, offset int, start time.Time) float64 {
+// benchReadings returns n single-metric readings of 100 devices; offset
+// keeps rounds apart.
+func benchReadings(n, offset int, start time.Time) []sensor.Reading {
+	out := make([]sensor.Reading, n)
+	for i := range out {
+		k := offset + i
+		out[i] = sensor.Reading{DeviceID: fmt.Sprintf("dev-%05d", k%100), Site: "site-0",
+			TS: start.Add(time.Duration(k) * time.Millisecond), Seq: int64(k), Metrics: map[string]float64{"temperature": float64(k)}}
+	}
+	return out
+}
+
+// sinkRows writes the readings through the sink in batches of 2,000 and
+// returns rows/s.
+func sinkRows(b *testing.B, s *sink.Cassandra, readings []sensor.Reading) float64 {
 	const per = 2000
-	batches := make([]sink.Batch, 0, n/per+1)
-	for done := 0; done < n; done += per {
-		batch := sink.Batch{Readings: make([]sensor.Reading, min(per, n-done))}
-		for i := range batch.Readings {
-			k := offset + done + i
-			batch.Readings[i] = sensor.Reading{DeviceID: fmt.Sprintf("dev-%05d", k%100), Site: "site-0",
-				TS: start.Add(time.Duration(k) * time.Millisecond), Seq: int64(k), Metrics: map[string]float64{"temperature": float64(k)}}
-		}
-		batches = append(batches, batch)
+	var batches []sink.Batch
+	for done := 0; done < len(readings); done += per {
+		batches = append(batches, sink.Batch{Readings: readings[done:min(done+per, len(readings))]})
 	}
 	began := time.Now()
 	for _, batch := range batches {
 		require.NoError(b, s.Write(context.Background(), batch))
 	}
-	return float64(n) / time.Since(began).Seconds()
+	return float64(len(readings)) / time.Since(began).Seconds()
 }
 
-// plainRows is the ceiling: the same rows through the same prepared INSERT
-// with the same concurrency, no Sensorflow code. Returns rows/s.
-func plainRows(b *testing.B, sess *gocql.Session, concurrency, n, offset int, start time.Time) float64 {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	began := time.Now()
-	for range concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				k := int(next.Add(1) - 1)
-				if k >= n {
-					return
-				}
-				k += offset
-				ts := start.Add(time.Duration(k) * time.Millisecond)
-				err := sess.Query(sink.CQLInsertReading,
-					fmt.Sprintf("dev-%05d", k%100), "temperature", ts.Truncate(24*time.Hour), ts, float64(k), "site-0", int64(k), 2592000).Idempotent(true).Exec()
-				if err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return float64(n) / time.Since(began).Seconds()
+// plainRows is the ceiling: the same rows through sinktest.PlainInserts.
+func plainRows(b *testing.B, sess *gocql.Session, concurrency int, readings []sensor.Reading, ttl int) float64 {
+	rows, err := sinktest.PlainInserts(context.Background(), sess, concurrency, readings, ttl)
+	require.NoError(b, err)
+	return rows
 }
 
 // BenchmarkCassandraSinkVsPlain reports the Cassandra sink's rows/s, the
@@ -109,15 +91,16 @@ func BenchmarkCassandraSinkVsPlain(b *testing.B) {
 	start := time.Now().Add(-time.Hour).UTC()
 	n := max(b.N, 2000)
 	offset := 0
-	plainRows(b, sess, cfg.Concurrency, 20000, offset, start.Add(-30*time.Minute)) // warm-up
-	sinkRows(b, s, 20000, offset, start.Add(-20*time.Minute))
+	ttl := int(cfg.TTL.Seconds())
+	plainRows(b, sess, cfg.Concurrency, benchReadings(20000, offset, start.Add(-30*time.Minute)), ttl) // warm-up
+	sinkRows(b, s, benchReadings(20000, offset, start.Add(-20*time.Minute)))
 	var sinks, plains []float64
 	b.ResetTimer()
 	for range 3 {
 		offset += n
-		sinks = append(sinks, sinkRows(b, s, n, offset, start))
+		sinks = append(sinks, sinkRows(b, s, benchReadings(n, offset, start)))
 		offset += n
-		plains = append(plains, plainRows(b, sess, cfg.Concurrency, n, offset, start))
+		plains = append(plains, plainRows(b, sess, cfg.Concurrency, benchReadings(n, offset, start), ttl))
 	}
 	b.StopTimer()
 	sort.Float64s(sinks)
