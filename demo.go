@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,15 +9,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sensorflow/sensorflow/dashboard"
+	"github.com/sensorflow/sensorflow/internal/kafkax"
+	"github.com/sensorflow/sensorflow/internal/mqttx"
 	"github.com/sensorflow/sensorflow/processor/sink"
 )
 
@@ -96,9 +93,9 @@ func Demo(ctx context.Context, c DemoConfig, log *slog.Logger, out io.Writer) er
 
 	mqttWhere, kafkaWhere := "embedded", "embedded"
 	if !c.given("mqtt.url") {
-		broker, err := startMQTT(c.MQTTListen, log)
+		broker, err := mqttx.ServeEmbedded(c.MQTTListen, log)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w (pass -demo.mqtt-listen or -mqtt.url)", err)
 		}
 		defer broker.Close()
 		defer func() {
@@ -114,9 +111,9 @@ func Demo(ctx context.Context, c DemoConfig, log *slog.Logger, out io.Writer) er
 		mqttWhere = "external"
 	}
 	if !c.given("kafka.brokers") {
-		cluster, err := startKafka(c.KafkaPort)
+		cluster, err := kafkax.ServeEmbedded(c.KafkaPort)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w (pass -demo.kafka-port or -kafka.brokers)", err)
 		}
 		defer cluster.Close()
 		cfg.Kafka.Brokers = cluster.ListenAddrs()[0]
@@ -169,73 +166,4 @@ func optional(on bool, s string) string {
 		return s
 	}
 	return ""
-}
-
-// startMQTT runs the embedded MQTT broker (mochi-mqtt) on addr.
-func startMQTT(addr string, log *slog.Logger) (*mochi.Server, error) {
-	ln, err := net.Listen("tcp", addr) // fail early and clearly if the port is taken
-	if err != nil {
-		return nil, fmt.Errorf("embedded MQTT broker on %s: %w (pass -demo.mqtt-listen or -mqtt.url)", addr, err)
-	}
-	ln.Close()
-	// mochi logs every connection at info level: keep only its errors.
-	// mochi drops a QoS 1 message once a client holds MaximumInflight
-	// unacknowledged ones; the bridge holds up to its queue plus a batch
-	// until Kafka confirmed them, so allow far more than that.
-	caps := mochi.NewDefaultServerCapabilities()
-	caps.MaximumInflight = 65535
-	caps.MaximumClientWritesPending = 1 << 16
-	opts := &mochi.Options{Capabilities: caps, Logger: slog.New(levelFilter{log.Handler(), slog.LevelError}).With("component", "mqtt-broker")}
-	s := mochi.New(opts)
-	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
-		return nil, err
-	}
-	if err := s.AddListener(listeners.NewTCP(listeners.Config{Type: "tcp", ID: "demo", Address: addr})); err != nil {
-		return nil, fmt.Errorf("embedded MQTT broker on %s: %w", addr, err)
-	}
-	if err := s.Serve(); err != nil {
-		return nil, fmt.Errorf("embedded MQTT broker: %w", err)
-	}
-	return s, nil
-}
-
-// startKafka runs the embedded Kafka-protocol broker (kfake) on loopback.
-func startKafka(port int) (*kfake.Cluster, error) {
-	c, err := kfake.NewCluster(
-		kfake.Ports(port),
-		kfake.ListenFn(func(network, address string) (net.Listener, error) {
-			_, p, err := net.SplitHostPort(address)
-			if err != nil {
-				return nil, err
-			}
-			return net.Listen(network, net.JoinHostPort("127.0.0.1", p))
-		}),
-		kfake.DefaultNumPartitions(6),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("embedded Kafka broker on 127.0.0.1:%s: %w (pass -demo.kafka-port or -kafka.brokers)", strconv.Itoa(port), err)
-	}
-	if len(c.ListenAddrs()) == 0 {
-		c.Close()
-		return nil, errors.New("embedded Kafka broker has no listener")
-	}
-	return c, nil
-}
-
-// levelFilter passes only records at or above min.
-type levelFilter struct {
-	slog.Handler
-	min slog.Level
-}
-
-func (h levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.min && h.Handler.Enabled(ctx, l)
-}
-
-func (h levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
-	return levelFilter{h.Handler.WithAttrs(a), h.min}
-}
-
-func (h levelFilter) WithGroup(g string) slog.Handler {
-	return levelFilter{h.Handler.WithGroup(g), h.min}
 }
