@@ -105,6 +105,9 @@ func (s *testSink) Write(ctx context.Context, b sink.Batch) error {
 			<-s.hold
 		})
 	}
+	if err := ctx.Err(); err != nil {
+		return err // as a real sink's request would fail
+	}
 	if s.fail.Load() {
 		return errors.New("sink down")
 	}
