@@ -1,0 +1,181 @@
+package kafkax_test
+
+import (
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sensorflow/sensorflow/internal/kafkax"
+	"github.com/sensorflow/sensorflow/internal/sensor"
+	"github.com/sensorflow/sensorflow/internal/testenv"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func defaults(t *testing.T) kafkax.Config {
+	var c kafkax.Config
+	fs := flag.NewFlagSet("", flag.PanicOnError)
+	c.RegisterFlags(fs)
+	require.NoError(t, fs.Parse(nil))
+	return c
+}
+
+func TestDeadLetter(t *testing.T) {
+	received := time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("x", 3600))
+	rej := &sensor.Rejection{Reason: sensor.ReasonWrongType, Detail: "metrics.t: want a number"}
+	tests := []struct {
+		name          string
+		payload       []byte
+		source        string
+		wantTruncated bool
+	}{
+		{name: "small payload kept whole", payload: []byte(`{"metrics":{"t":"x"}}`), source: "sensorflow/s/d/telemetry"},
+		{name: "huge payload cut", payload: []byte(strings.Repeat("x", kafkax.MaxDeadLetterPayload+1)), source: "t", wantTruncated: true},
+		{name: "hostile topic cut", payload: []byte("{}"), source: strings.Repeat("a/", 5000)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := kafkax.DeadLetter("dl", []byte("dev-1"), tt.source, tt.payload, rej, received)
+			require.Equal(t, "dl", m.Topic)
+			require.Equal(t, "dev-1", string(m.Key))
+			h := kafkax.HeaderMap(m)
+			require.Equal(t, rej.Reason, h[kafkax.HeaderReason])
+			require.Equal(t, rej.Detail, h[kafkax.HeaderDetail])
+			require.Equal(t, "2026-01-02T02:04:05.000000006Z", h[kafkax.HeaderReceivedAt])
+			require.Equal(t, len(tt.payload), mustAtoi(t, h[kafkax.HeaderOriginalSize]))
+			require.LessOrEqual(t, len(h[kafkax.HeaderSourceTopic]), 1024)
+			require.True(t, strings.HasPrefix(tt.source, h[kafkax.HeaderSourceTopic]))
+			if tt.wantTruncated {
+				require.Equal(t, "true", h[kafkax.HeaderTruncated])
+				require.Len(t, m.Value, kafkax.MaxDeadLetterPayload)
+			} else {
+				require.NotContains(t, h, kafkax.HeaderTruncated)
+				require.Equal(t, tt.payload, m.Value)
+			}
+		})
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	n := 0
+	for _, c := range s {
+		require.True(t, c >= '0' && c <= '9', s)
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		edit    func(c *kafkax.Config)
+		wantErr string
+	}{
+		{name: "defaults", edit: func(*kafkax.Config) {}},
+		{name: "no broker", edit: func(c *kafkax.Config) { c.Brokers = " , " }, wantErr: "kafka.brokers is empty"},
+		{name: "empty topic", edit: func(c *kafkax.Config) { c.AlertsTopic = "" }, wantErr: "topic names must not be empty"},
+		{name: "no partitions", edit: func(c *kafkax.Config) { c.Partitions = 0 }, wantErr: "at least 1"},
+		{name: "short session", edit: func(c *kafkax.Config) { c.SessionTimeout = time.Millisecond }, wantErr: "session-timeout"},
+		{name: "unknown SASL", edit: func(c *kafkax.Config) { c.SASLMechanism = "GSSAPI" }, wantErr: "want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"},
+		{name: "missing password file", edit: func(c *kafkax.Config) { c.SASLMechanism, c.SASLPasswordFile = "PLAIN", "/nonexistent" }, wantErr: "kafka.sasl.password-file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := defaults(t)
+			tt.edit(&c)
+			err := c.Validate()
+			if tt.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tt.wantErr)
+		})
+	}
+}
+
+// The writer carries the delivery guarantees: acks=all and the Java
+// client's partitioner, so a device's readings stay on one partition.
+func TestWriterGuarantees(t *testing.T) {
+	c := defaults(t)
+	w, err := c.Writer(100, 5*time.Millisecond)
+	require.NoError(t, err)
+	require.Equal(t, kafka.RequireAll, w.RequiredAcks)
+	require.IsType(t, kafka.Murmur2Balancer{}, w.Balancer)
+	require.Equal(t, 5*time.Millisecond, w.BatchTimeout)
+	require.False(t, w.AllowAutoTopicCreation)
+}
+
+// AwaitTopics creates the three topics with their partitions and is
+// idempotent; WriteAll rewrites only what Kafka refused.
+func TestAwaitTopicsAndWriteAll(t *testing.T) {
+	cluster, brokers := testenv.EmbeddedKafka(t)
+	c := defaults(t)
+	id := testenv.Unique("kx")
+	c.Brokers, c.Partitions = brokers, 3
+	c.ReadingsTopic, c.AlertsTopic, c.DeadLetterTopic = id+".r", id+".a", id+".d"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, c.AwaitTopics(ctx, quiet))
+	require.NoError(t, c.AwaitTopics(ctx, quiet), "existing topics are fine")
+	cl, err := c.Client()
+	require.NoError(t, err)
+	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{c.ReadingsTopic, c.AlertsTopic, c.DeadLetterTopic}})
+	require.NoError(t, err)
+	require.Len(t, md.Topics, 3)
+	for _, tp := range md.Topics {
+		require.NoError(t, tp.Error)
+		require.Len(t, tp.Partitions, 3, tp.Name)
+	}
+
+	// The first produce request is refused for one partition only.
+	var produces atomic.Int64
+	cluster.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if produces.Add(1) > 1 {
+			return nil, nil, false
+		}
+		r := req.(*kmsg.ProduceRequest)
+		resp := r.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.NotEnoughReplicas.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	w, err := c.Writer(100, time.Millisecond)
+	require.NoError(t, err)
+	w.MaxAttempts = 1 // let WriteAll do the retrying
+	defer w.Close()
+	var msgs []kafka.Message
+	for i := range 30 {
+		msgs = append(msgs, kafka.Message{Topic: c.ReadingsTopic, Key: []byte{byte('a' + i%10)}, Value: []byte{byte(i)}})
+	}
+	failures := 0
+	require.NoError(t, kafkax.WriteAll(ctx, w, msgs, quiet, "writing", func(error) { failures++ }))
+	require.Equal(t, 1, failures)
+	total := 0
+	for p := range 3 {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{brokers}, Topic: c.ReadingsTopic, Partition: p, MaxWait: 50 * time.Millisecond})
+		last, err := r.ReadLag(ctx)
+		require.NoError(t, err)
+		total += int(last)
+		r.Close()
+	}
+	require.Equal(t, 30, total, "every message once: the refused part rewritten, the rest not")
+}
