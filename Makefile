@@ -34,9 +34,17 @@ fuzz: ## run each fuzz target briefly; failing inputs are kept in testdata/fuzz 
 test-short: ## hermetic tests only (no servers)
 	$(GO) test -short -count=1 ./...
 
-lint: ## gofmt and go vet
+# staticcheck is pinned and installed with go install into bin/tools on first use.
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := bin/tools/staticcheck-$(STATICCHECK_VERSION)
+$(STATICCHECK):
+	GOBIN=$(CURDIR)/bin/tools $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv bin/tools/staticcheck $@
+
+lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 
 services: ## start Mosquitto, Kafka, Cassandra and InfluxDB on loopback (idempotent)
 	$(SERVICES) up

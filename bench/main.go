@@ -63,10 +63,9 @@ type config struct {
 	e2eDevices   int
 	e2eCassandra bool
 
-	scaleSeries   string
-	simDevices    int
-	simDuration   time.Duration
-	detectBenches bool
+	scaleSeries string
+	simDevices  int
+	simDuration time.Duration
 }
 
 type bench struct {
