@@ -70,9 +70,11 @@ bench: services build ## throughput, latency and cost against ceilings measured 
 	@echo "table: out/bench.txt · results: out/bench.json · plot: out/bench.svg · profiles: out/profiles/ · go test benchmarks (benchstat): out/bench-micro.txt"
 
 SEED ?= 11
-eval: services build ## detection quality: NAB scores through `sensorflow replay`, simulated fleets offline, then precision and recall of the live pipeline on the simulator's ground truth
-	$(GO) run ./eval -nab ../shared/nab -scorer ../shared/tools/nabscore -out out/eval
+eval: services build ## detection quality: precision and recall of the live pipeline on the simulator's ground truth, NAB through `sensorflow replay`, simulated fleets offline; every figure in eval/RESULTS.md
+	@mkdir -p out/eval
+	rm -f out/eval/live.json
 	set -o pipefail; SENSORFLOW_EVAL_SEED=$(SEED) SENSORFLOW_EVAL_OUT=$(CURDIR)/out/eval $(GO) test -count=1 -run '^TestDetectionQuality$$' -v ./e2e/ | grep -E 'live detection|^(ok|FAIL|---)'
+	$(GO) run ./eval -nab ../shared/nab -scorer ../shared/tools/nabscore -out out/eval -report eval/RESULTS.md
 
 browser: ## install Chromium for the dashboard's browser test (Debian package)
 	deploy/local/browser.sh

@@ -111,6 +111,13 @@ func dispatchContext(ctx context.Context, args []string, stdout, stderr io.Write
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if cfg.ValidateOnly {
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("invalid configuration: %w", err)
+		}
+		fmt.Fprintf(stdout, "configuration ok: targets=%s\n", cfg.Targets)
+		return nil
+	}
 	if cfg.Health {
 		return admin.Probe("http://"+localAddr(cfg.AdminAddr)+"/readyz", 3*time.Second)
 	}

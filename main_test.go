@@ -113,15 +113,15 @@ func TestReadmesListEveryFlag(t *testing.T) {
 	}
 	docs := map[string]string{
 		"bridge.": read("bridge/README.md"), "simulator.": read("simulator/README.md"),
-		"processor.": read("processor/README.md"), "influx.": read("processor/README.md"),
-		"cassandra.": read("processor/README.md"), "detect.": read("processor/README.md"),
+		"processor.": read("processor/README.md"), "influx.": read("processor/sink/README.md"),
+		"cassandra.": read("processor/sink/README.md"), "detect.": read("processor/README.md"),
 	}
-	top := read("README.md")
+	top := read("README.md") + read("deploy/README.md")
 	var c DemoConfig // the services' flags and the demo's
 	fs := newFlagSet("", "", io.Discard)
 	c.RegisterFlags(fs)
 	fs.VisitAll(func(f *flag.Flag) {
-		doc, where := top, "README.md"
+		doc, where := top, "README.md or deploy/README.md"
 		for prefix, d := range docs {
 			if strings.HasPrefix(f.Name, prefix) {
 				doc, where = d, prefix

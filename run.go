@@ -34,6 +34,7 @@ type RunConfig struct {
 	LogFormat       string
 	LogLevel        string
 	Health          bool
+	ValidateOnly    bool
 	ShutdownTimeout time.Duration
 	MQTT            mqttx.Config
 	Kafka           kafkax.Config
@@ -60,6 +61,7 @@ func (c *RunConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogFormat, "log.format", "json", "Log format: json or text.")
 	fs.StringVar(&c.LogLevel, "log.level", "info", "Log level: debug, info, warn or error.")
 	fs.BoolVar(&c.Health, "health", false, "Probe the running process's /readyz on -admin.addr and exit 0 if ready (container health check).")
+	fs.BoolVar(&c.ValidateOnly, "validate", false, "Check the flags and environment of the chosen targets as start-up does (rules file and sinks included), print the result and exit; contacts no server.")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "Time each service has to drain on SIGTERM.")
 	fs.StringVar(&c.TopicPrefix, "mqtt.topic-prefix", "sensorflow", "First level of every MQTT topic.")
 	fs.StringVar(&c.DashboardAddr, "dashboard.addr", ":8080", "Address of the processor's read-only web dashboard (empty: off).")
@@ -122,31 +124,28 @@ type service interface {
 	Run(ctx context.Context) error
 }
 
-// Run starts the selected services and the admin server, and drains them in
-// pipeline order (simulator, bridge, processor) when ctx ends or one fails.
-func Run(ctx context.Context, cfg RunConfig, log *slog.Logger) error {
+type named struct {
+	name string
+	svc  service
+}
+
+// build validates cfg and constructs the selected services in pipeline
+// order, registering their metrics and readiness checks with adm. It
+// connects to nothing. The dashboard's server is nil when it is off.
+func build(cfg RunConfig, log *slog.Logger, adm *admin.Server) ([]named, *http.Server, error) {
 	targets, err := cfg.targets()
 	if err != nil {
-		return err
-	}
-	adm := admin.New(cfg.AdminAddr, log)
-	if cfg.AdminPprof {
-		adm.EnablePprof()
+		return nil, nil, err
 	}
 	reg := adm.Registry()
-	type named struct {
-		name string
-		svc  service
-	}
 	var svcs []named
-	var bridgeReady func() error
 	var dash *http.Server
 	if targets["simulator"] {
 		c := cfg.Simulator
 		c.MQTT, c.TopicPrefix = cfg.MQTT, cfg.TopicPrefix
 		s, err := simulator.New(c, log.With("component", "simulator"), reg)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		svcs = append(svcs, named{"simulator", s})
 	}
@@ -155,10 +154,9 @@ func Run(ctx context.Context, cfg RunConfig, log *slog.Logger) error {
 		c.MQTT, c.Kafka, c.TopicPrefix = cfg.MQTT, cfg.Kafka, cfg.TopicPrefix
 		b, err := bridge.New(c, log.With("component", "bridge"), reg)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		adm.Ready("bridge", b.Ready)
-		bridgeReady = b.Ready
 		svcs = append(svcs, named{"bridge", b})
 	}
 	if targets["processor"] {
@@ -167,17 +165,48 @@ func Run(ctx context.Context, cfg RunConfig, log *slog.Logger) error {
 		c.Kafka = cfg.Kafka
 		var hub *dashboard.Hub
 		if c.Sinks, hub, err = cfg.sinks(plog); err != nil {
-			return fmt.Errorf("processor config: %w", err)
+			return nil, nil, fmt.Errorf("processor config: %w", err)
 		}
 		p, err := processor.New(c, plog, reg)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if hub != nil {
 			dash = &http.Server{Addr: cfg.DashboardAddr, Handler: hub.Handler(), ReadHeaderTimeout: 5 * time.Second}
 		}
 		adm.Ready("processor", p.Ready)
 		svcs = append(svcs, named{"processor", p})
+	}
+	return svcs, dash, nil
+}
+
+// Validate checks the flags of the selected services as start-up does
+// (every service's Validate, the rules file, the sinks' settings) without
+// connecting to anything.
+func (c *RunConfig) Validate() error {
+	if _, err := newLogger(c.LogFormat, c.LogLevel, io.Discard); err != nil {
+		return err
+	}
+	_, _, err := build(*c, slog.New(slog.DiscardHandler), admin.New(c.AdminAddr, slog.New(slog.DiscardHandler)))
+	return err
+}
+
+// Run starts the selected services and the admin server, and drains them in
+// pipeline order (simulator, bridge, processor) when ctx ends or one fails.
+func Run(ctx context.Context, cfg RunConfig, log *slog.Logger) error {
+	adm := admin.New(cfg.AdminAddr, log)
+	if cfg.AdminPprof {
+		adm.EnablePprof()
+	}
+	svcs, dash, err := build(cfg, log, adm)
+	if err != nil {
+		return err
+	}
+	var bridgeReady func() error
+	for _, s := range svcs {
+		if s.name == "bridge" {
+			bridgeReady = s.svc.(*bridge.Bridge).Ready
+		}
 	}
 	addr, err := adm.Listen()
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 func main() {
@@ -36,6 +37,7 @@ func main() {
 	bin := flag.String("bin", "bin/sensorflow", "The sensorflow binary.")
 	out := flag.String("out", "out/eval", "Directory for the results and the report.")
 	rules := flag.String("rules", "", "Detection rules file passed to replay.")
+	report := flag.String("report", "", "Also write every figure, with the date and commit, to this Markdown file (make eval: eval/RESULTS.md); includes live.json from -out when the live run wrote one.")
 	seeds := flag.String("fleet-seeds", "11,23,42,7,99", "Seeds of the simulated fleets played offline through the detector (empty: none).")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./eval [flags]\n\nScores the live detector on NAB through `sensorflow replay`, then on simulated fleets\nplayed offline (precision and recall against the simulator's ground truth).\n\n")
@@ -48,6 +50,9 @@ func main() {
 	}
 	if err == nil && len(seedList) > 0 {
 		err = evalFleets(seedList, *out)
+	}
+	if err == nil && *report != "" {
+		err = writeReport(*report, *out, time.Now())
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "eval:", err)

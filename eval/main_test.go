@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -54,4 +55,28 @@ func TestMirrorSeries(t *testing.T) {
 	require.ErrorContains(t, mirrorSeries(from, to), "no value column")
 	require.NoError(t, os.WriteFile(from, []byte("timestamp,value\n"), 0o644))
 	require.ErrorContains(t, mirrorSeries(from, to), "no rows")
+}
+
+func TestWriteReport(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "nab.txt"), []byte("standard 76.6\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "fleets.txt"), []byte("precision 0.999\n"), 0o644))
+	out := filepath.Join(dir, "RESULTS.md")
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	require.NoError(t, writeReport(out, dir, now))
+	b, err := os.ReadFile(out)
+	require.NoError(t, err)
+	require.Contains(t, string(b), "on 2026-12-06 at commit ")
+	require.Contains(t, string(b), "```\nstandard 76.6\n```")
+	require.Contains(t, string(b), "```\nprecision 0.999\n```")
+	require.NotContains(t, string(b), "Live pipeline", "no live section without live.json")
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "live.json"), []byte(`{"precision": 1}`), 0o644))
+	require.NoError(t, writeReport(out, dir, now))
+	b, err = os.ReadFile(out)
+	require.NoError(t, err)
+	require.Contains(t, string(b), "Live pipeline")
+
+	require.NoError(t, os.Remove(filepath.Join(dir, "nab.txt")))
+	require.Error(t, writeReport(out, dir, now), "a missing report is an error")
 }

@@ -1,12 +1,15 @@
-package main
+package deploy_test
 
 import (
 	"context"
-	"flag"
-	"io"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/cli"
@@ -15,8 +18,8 @@ import (
 )
 
 func loadCompose(t *testing.T, env []string) (*types.Project, error) {
-	opts, err := cli.NewProjectOptions([]string{"docker-compose.yml"},
-		cli.WithWorkingDirectory("."), cli.WithEnv(env), cli.WithName("sensorflow"), cli.WithResolvedPaths(true))
+	opts, err := cli.NewProjectOptions([]string{"../docker-compose.yml"},
+		cli.WithWorkingDirectory(".."), cli.WithEnv(env), cli.WithName("sensorflow"), cli.WithResolvedPaths(true))
 	require.NoError(t, err)
 	return opts.LoadProject(context.Background())
 }
@@ -30,13 +33,11 @@ func TestComposeFile(t *testing.T) {
 	for _, want := range []string{"mosquitto", "kafka", "cassandra", "influxdb", "prometheus", "grafana", "bridge", "processor", "simulator"} {
 		require.Contains(t, p.Services, want)
 	}
+	bin := binary(t)
 	flagNames := map[string]bool{}
-	var rc RunConfig
-	fs := newFlagSet("", "", io.Discard)
-	rc.RegisterFlags(fs)
-	fs.VisitAll(func(f *flag.Flag) {
-		flagNames["SENSORFLOW_"+strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(f.Name))] = true
-	})
+	for _, f := range flagsOf(t, bin) {
+		flagNames["SENSORFLOW_"+strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(f))] = true
+	}
 	for name, svc := range p.Services {
 		oneShot := svc.Restart == "no"
 		if !oneShot {
@@ -59,18 +60,21 @@ func TestComposeFile(t *testing.T) {
 		if svc.Build == nil {
 			continue
 		}
-		// A Sensorflow service: its command and environment must parse.
-		var c RunConfig
-		fs := newFlagSet("", "", io.Discard)
-		c.RegisterFlags(fs)
-		require.NoError(t, fs.Parse(svc.Command), "%s: %v", name, svc.Command)
-		_, err := c.targets()
-		require.NoError(t, err, name)
-		require.Equal(t, name, c.Targets, "the service is named after its target")
-		for k := range svc.Environment {
+		// A Sensorflow service: its command and environment pass the
+		// binary's own start-up validation.
+		env := []string{"PATH=" + os.Getenv("PATH")}
+		for k, v := range svc.Environment {
 			require.True(t, flagNames[k], "%s sets %s, which no flag reads", name, k)
+			if v != nil {
+				env = append(env, k+"="+*v)
+			}
 		}
-		_, err = os.Stat(svc.Build.Dockerfile)
+		cmd := exec.Command(bin, append(slices.Clone(svc.Command), "-validate")...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s: %v: %s", name, svc.Command, out)
+		require.Equal(t, "configuration ok: targets="+name+"\n", string(out), "the service is named after its target")
+		_, err = os.Stat(filepath.Join(svc.Build.Context, svc.Build.Dockerfile))
 		require.NoError(t, err)
 	}
 	// No cycle in depends_on.
@@ -98,9 +102,9 @@ var composeEnv = []string{"INFLUX_TOKEN=t0k3n", "INFLUX_ADMIN_PASSWORD=pw-pw-pw-
 // Every secret .env.example lists is one the compose file requires, and
 // the other way round.
 func TestEnvExampleListsEverySecret(t *testing.T) {
-	raw, err := os.ReadFile(".env.example")
+	raw, err := os.ReadFile("../.env.example")
 	require.NoError(t, err)
-	compose, err := os.ReadFile("docker-compose.yml")
+	compose, err := os.ReadFile("../docker-compose.yml")
 	require.NoError(t, err)
 	var listed []string
 	for _, line := range strings.Split(string(raw), "\n") {
@@ -118,4 +122,39 @@ func TestEnvExampleListsEverySecret(t *testing.T) {
 func TestComposeNeedsSecrets(t *testing.T) {
 	_, err := loadCompose(t, nil)
 	require.ErrorContains(t, err, "INFLUX_")
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// binary builds the sensorflow binary once for the package's tests.
+func binary(t *testing.T) string {
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sensorflow-deploy-test")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "sensorflow")
+		out, err := exec.Command("go", "build", "-o", builtBin, "..").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %w: %s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return builtBin
+}
+
+// flagsOf returns the flag names the binary's -help lists.
+func flagsOf(t *testing.T, bin string) []string {
+	out, _ := exec.Command(bin, "-help").CombinedOutput() // -help exits 0 after printing
+	var names []string
+	for _, m := range regexp.MustCompile(`(?m)^  -([a-z0-9.-]+)`).FindAllStringSubmatch(string(out), -1) {
+		names = append(names, m[1])
+	}
+	require.Contains(t, names, "kafka.brokers", "-help lists the flags: %s", out)
+	return names
 }

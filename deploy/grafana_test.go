@@ -1,4 +1,4 @@
-package main
+package deploy_test
 
 import (
 	"encoding/json"
@@ -23,7 +23,7 @@ func TestGrafanaProvisioning(t *testing.T) {
 			Name, UID, Type, URL string
 		} `yaml:"datasources"`
 	}
-	raw, err := os.ReadFile("deploy/grafana/provisioning/datasources/sensorflow.yml")
+	raw, err := os.ReadFile("grafana/provisioning/datasources/sensorflow.yml")
 	require.NoError(t, err)
 	require.NoError(t, yaml.Unmarshal(raw, &ds))
 	require.Equal(t, 1, ds.APIVersion)
@@ -38,12 +38,12 @@ func TestGrafanaProvisioning(t *testing.T) {
 			Options struct{ Path string }
 		}
 	}
-	raw, err = os.ReadFile("deploy/grafana/provisioning/dashboards/sensorflow.yml")
+	raw, err = os.ReadFile("grafana/provisioning/dashboards/sensorflow.yml")
 	require.NoError(t, err)
 	require.NoError(t, yaml.Unmarshal(raw, &prov))
 	require.Equal(t, "/var/lib/grafana/dashboards", prov.Providers[0].Options.Path, "where compose mounts deploy/grafana/dashboards")
 
-	files, err := filepath.Glob("deploy/grafana/dashboards/*.json")
+	files, err := filepath.Glob("grafana/dashboards/*.json")
 	require.NoError(t, err)
 	require.Len(t, files, 4)
 	uids := map[string]bool{}

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// writeReport gathers the reports of one `make eval` run from dir (nab.txt,
+// fleets.txt and, when the live run wrote it, live.json) into one Markdown
+// file stamped with the date and the commit, so the figures quoted in the
+// docs say when and on what code they were measured.
+func writeReport(path, dir string, now time.Time) error {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# Detection quality: measured figures\n\n")
+	fmt.Fprintf(&b, "Written by `make eval` on %s at commit %s. How each figure is made: [README.md](README.md). Do not edit by hand: run `make eval`.\n", now.UTC().Format("2006-01-02"), commit())
+	for _, part := range []struct{ file, title string }{
+		{"nab.txt", "NAB (`sensorflow replay` over `../shared/nab`)"},
+		{"fleets.txt", "Simulated fleets offline"},
+		{"live.json", "Live pipeline (`TestDetectionQuality`, real Mosquitto and Kafka)"},
+	} {
+		raw, err := os.ReadFile(filepath.Join(dir, part.file))
+		if errors.Is(err, fs.ErrNotExist) && part.file == "live.json" {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("writing the report: %w", err)
+		}
+		fmt.Fprintf(&b, "\n## %s\n\n```\n%s\n```\n", part.title, strings.TrimRight(string(raw), "\n"))
+	}
+	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+// commit names the checked-out commit, marked when the tree has changes.
+func commit() string {
+	out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	c := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+		c += " (with uncommitted changes)"
+	}
+	return c
+}
