@@ -95,6 +95,7 @@ func dispatchContext(ctx context.Context, args []string, stdout, stderr io.Write
 			if err := parse(fs, args[1:]); err != nil {
 				return err
 			}
+			c.Stderr = stderr
 			return cli.Replay(c, os.Stdin, stdout)
 		case "version":
 			fmt.Fprintln(stdout, "sensorflow", version())
@@ -128,14 +129,25 @@ func dispatchContext(ctx context.Context, args []string, stdout, stderr io.Write
 	return Run(ctx, cfg, log)
 }
 
-const replayUsage = `Runs the processor's detector over one series from a CSV file (header
-timestamp,value; timestamps like 2014-04-01 00:00:00 or RFC 3339) and writes
-timestamp,value,anomaly_score,alert: one row per input row, in order, the
-anomaly score in [0,1], and alert 1 where the live processor would have an
-alert open. The same code, flags and rules as the processor: backtest rules
-on history before deploying them.
+const replayUsage = `Runs the processor's detector over a CSV history and writes one row per
+input row, in order. The same code, flags and rules as the processor:
+backtest rules on history before deploying them.
 
-  sensorflow replay -input history.csv -output scored.csv -rules rules.yaml`
+One series (header timestamp,value; timestamps like 2014-04-01 00:00:00 or
+RFC 3339): writes timestamp,value,anomaly_score,alert, the anomaly score in
+[0,1] and alert 1 where the live processor would have an alert open.
+
+One device (a timestamp column, named timestamp, datetime, time, _time or
+ts, and one column per metric, separated by , or ;, as a SKAB file or a
+pivoted InfluxDB export): writes timestamp, each metric's score,
+device_score, alert, alert_kind and alert_metrics. -ignore names columns
+that are not metrics.
+
+A row whose timestamp repeats or steps back is scored in file order, as the
+live processor scores a late reading; the file is never refused for it.
+
+  sensorflow replay -input history.csv -output scored.csv -rules rules.yaml
+  sensorflow replay -input pump.csv -ignore anomaly,changepoint`
 
 const runUsage = `Runs Sensorflow services in this process.
 

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/csv"
 	"flag"
@@ -80,11 +81,10 @@ func TestReplayRulesAndErrors(t *testing.T) {
 	require.True(t, strings.HasSuffix(lines[1], ",1,1"), "a limit below every value alerts from the first row: %s", lines[1])
 
 	for _, tt := range []struct{ input, want string }{
-		{"time,value\n", "must name the columns timestamp and value"},
+		{"when,value\n", "no timestamp column"},
 		{"timestamp,value\n2014-04-01 00:00:00,abc\n", "-:2: value \"abc\" is not a finite number"},
 		{"timestamp,value\nyesterday,1\n", "-:2: timestamp \"yesterday\""},
 		{"timestamp,value\n2014-04-01 00:00:00,NaN\n", "not a finite number"},
-		{"timestamp,value\n2014-04-02 00:00:00,1\n2014-04-01 00:00:00,1\n", "-:3: timestamp 2014-04-01 00:00:00 is before"},
 	} {
 		err := Replay(replayConfig(t, "-input", "-"), strings.NewReader(tt.input), &bytes.Buffer{})
 		require.ErrorContains(t, err, tt.want, tt.input)
@@ -105,6 +105,8 @@ func FuzzReplay(f *testing.F) {
 	f.Add("value,timestamp\n1,2014-04-01 00:00:00\n")
 	f.Add("timestamp,value\n2014-04-01 00:05:00,1\n2014-04-01 00:00:00,1\n")
 	f.Add("timestamp,value\n\"2014-04-01 00:00:00\",\"1e999\"\n")
+	f.Add("datetime;a;b;anomaly\n2020-03-09 10:14:33;1;2;0\n2020-03-09 10:14:32;1;;0\n")
+	f.Add("#datatype,string\n,result,table,_time,t\n,_result,0,2026-11-22T10:00:00Z,21.5\n")
 	f.Fuzz(func(t *testing.T, in string) {
 		c := replayConfig(t, "-input", "-")
 		var out strings.Builder
@@ -119,15 +121,113 @@ func FuzzReplay(f *testing.F) {
 		if err != nil {
 			t.Fatalf("output is not CSV: %v", err)
 		}
-		inRows, _ := csv.NewReader(strings.NewReader(in)).ReadAll()
+		// The input's rows as replay reads them: its separator, annotation
+		// lines (#) skipped.
+		sep, _ := sniffSeparator(bufio.NewReader(strings.NewReader(in)))
+		ir := csv.NewReader(strings.NewReader(in))
+		ir.Comma, ir.Comment, ir.FieldsPerRecord = sep, '#', -1
+		inRows, _ := ir.ReadAll()
 		if len(rows) != len(inRows) {
 			t.Fatalf("%d output rows for %d input rows", len(rows), len(inRows))
 		}
+		// Every score column (anomaly_score, or each *_score) holds a
+		// score in [0,1] or nothing (a metric missing from the row).
 		for _, r := range rows[1:] {
-			s, err := strconv.ParseFloat(r[2], 64)
-			if err != nil || s < 0 || s > 1 {
-				t.Fatalf("score %q", r[2])
+			for i, h := range rows[0] {
+				if h != "anomaly_score" && !strings.HasSuffix(h, "_score") {
+					continue
+				}
+				if r[i] == "" && h != "anomaly_score" {
+					continue
+				}
+				s, err := strconv.ParseFloat(r[i], 64)
+				if err != nil || s < 0 || s > 1 {
+					t.Fatalf("%s %q", h, r[i])
+				}
 			}
 		}
 	})
+}
+
+// A device file (SKAB's form: ; separated, a datetime column, metric names
+// that are not metric names yet, label columns) replays as one device: each
+// metric scored as the processor's Observe scores the same readings.
+func TestReplayDevice(t *testing.T) {
+	var in strings.Builder
+	in.WriteString("datetime;Flow Rate;Pressure;anomaly\n")
+	t0 := time.Date(2020, 3, 9, 10, 0, 0, 0, time.UTC)
+	var readings []sensor.Reading
+	for i := range 200 {
+		flow, pressure := 32+float64(i%5)/10, 0.3+float64(i%3)/100
+		if i >= 150 && i < 153 {
+			flow += 40
+		}
+		ts := t0.Add(time.Duration(i) * time.Second)
+		fmt.Fprintf(&in, "%s;%g;%g;0\n", ts.Format("2006-01-02 15:04:05"), flow, pressure)
+		readings = append(readings, sensor.Reading{DeviceID: "pump", Site: "replay", TS: ts, Metrics: map[string]float64{"flow_rate": flow, "pressure": pressure}})
+	}
+	var out bytes.Buffer
+	c := replayConfig(t, "-input", "-", "-device", "pump", "-ignore", "anomaly,changepoint")
+	require.NoError(t, Replay(c, strings.NewReader(in.String()), &out))
+	rows, err := csv.NewReader(&out).ReadAll()
+	require.NoError(t, err)
+	require.Equal(t, []string{"timestamp", "flow_rate_score", "pressure_score", "device_score", "alert", "alert_kind", "alert_metrics"}, rows[0])
+	require.Len(t, rows, 201)
+	live := detect.New(c.Detect)
+	opened := 0
+	for i := range readings {
+		events, scores := live.Observe(&readings[i], nil, nil)
+		row := rows[i+1]
+		require.Equal(t, fmt.Sprint(scores[0]), row[1], "row %d flow", i)
+		require.Equal(t, fmt.Sprint(scores[1]), row[2], "row %d pressure", i)
+		require.Equal(t, fmt.Sprint(max(scores[0], scores[1])), row[3], "row %d device", i)
+		require.Equal(t, map[bool]string{true: "1", false: "0"}[live.OpenAlerts() > 0], row[4], "row %d alert", i)
+		for _, e := range events {
+			if e.State == sensor.StateOpen {
+				opened++
+				require.Equal(t, e.Kind, row[5])
+				require.Equal(t, "flow_rate", row[6])
+			}
+		}
+	}
+	require.Positive(t, opened, "the flow spike opened an alert")
+}
+
+// A clock that steps back or a repeated timestamp never refuses the file:
+// such rows are scored in file order and counted.
+func TestReplayLateRows(t *testing.T) {
+	in := "timestamp,value\n2014-04-01 01:00:00,1\n2014-04-01 01:05:00,1\n2014-04-01 00:05:00,1\n2014-04-01 00:05:00,2\n2014-04-01 00:10:00,1\n"
+	var out, stderr bytes.Buffer
+	c := replayConfig(t, "-input", "-")
+	c.Stderr = &stderr
+	require.NoError(t, Replay(c, strings.NewReader(in), &out))
+	require.Len(t, strings.Split(strings.TrimSpace(out.String()), "\n"), 6)
+	require.Contains(t, stderr.String(), "2 rows of - repeat or step back in time")
+}
+
+// A pivoted InfluxDB export: annotations, text columns (result, table,
+// tags) and _time; only the numeric columns are metrics, empty cells are
+// left out of the reading.
+func TestReplayInfluxExport(t *testing.T) {
+	in := "#group,false,false,true\n#datatype,string,long,dateTime:RFC3339,string,double,double\n" +
+		",result,table,_time,device_id,humidity,temperature\n" +
+		",_result,0,2026-11-22T10:00:00Z,dev-1,40.5,21.5\n" +
+		",_result,0,2026-11-22T10:00:10Z,dev-1,,21.6\n"
+	var out bytes.Buffer
+	require.NoError(t, Replay(replayConfig(t, "-input", "-"), strings.NewReader(in), &out))
+	rows, err := csv.NewReader(&out).ReadAll()
+	require.NoError(t, err)
+	require.Equal(t, []string{"timestamp", "humidity_score", "temperature_score", "device_score", "alert", "alert_kind", "alert_metrics"}, rows[0])
+	require.Equal(t, []string{"2026-11-22T10:00:10Z", "", "0", "0", "0", "", ""}, rows[2], "an empty cell has no score")
+}
+
+func TestReplayDeviceErrors(t *testing.T) {
+	for _, tt := range []struct{ input, want string }{
+		{"ts;a;a\n2014-04-01 00:00:00;1;2\n", "metric a named twice"},
+		{"ts;a\n2014-04-01 00:00:00;x\n", "no metric column"},
+		{"ts;a;b\n2014-04-01 00:00:00;1;2\n2014-04-01 00:00:01;1;Inf\n", "-:3: b: value \"Inf\" is not a finite number"},
+	} {
+		err := Replay(replayConfig(t, "-input", "-"), strings.NewReader(tt.input), &bytes.Buffer{})
+		require.ErrorContains(t, err, tt.want, tt.input)
+	}
 }
