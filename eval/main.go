@@ -37,6 +37,8 @@ func main() {
 	bin := flag.String("bin", "bin/sensorflow", "The sensorflow binary.")
 	out := flag.String("out", "out/eval", "Directory for the results and the report.")
 	rules := flag.String("rules", "", "Detection rules file passed to replay.")
+	loco := flag.Bool("loco", true, "Score NAB leave one category out: per fold, the setting of a grid and the threshold chosen on the other categories.")
+	skab := flag.String("skab", "../shared/skab", "SKAB root (valve1/, anomaly-free/): each file replayed as one device (empty: skip).")
 	report := flag.String("report", "", "Also write every figure, with the date and commit, to this Markdown file (make eval: eval/RESULTS.md); includes live.json from -out when the live run wrote one.")
 	seeds := flag.String("fleet-seeds", "11,23,42,7,99", "Seeds of the simulated fleets played offline through the detector (empty: none).")
 	flag.Usage = func() {
@@ -47,6 +49,23 @@ func main() {
 	seedList, err := parseSeeds(*seeds)
 	if err == nil {
 		err = run(*nab, *scorer, *bin, *out, *rules)
+	}
+	if err == nil && *loco {
+		var abs [3]string
+		for i, p := range []string{*nab, *scorer, *bin} {
+			if abs[i], err = filepath.Abs(p); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			_, err = evalLOCO(abs[0], abs[1], abs[2], *out)
+		}
+	}
+	if err == nil && *skab != "" {
+		var abs string
+		if abs, err = filepath.Abs(*bin); err == nil {
+			_, err = evalSKAB(*skab, abs, *out)
+		}
 	}
 	if err == nil && len(seedList) > 0 {
 		err = evalFleets(seedList, *out)
@@ -82,6 +101,10 @@ func run(nab, scorer, bin, out, rules string) error {
 	if err := mirrorNAB(nab, files, mirrored); err != nil {
 		return err
 	}
+	var extra []string
+	if rules != "" {
+		extra = []string{"-rules", rules}
+	}
 	// Replay every series, and every mirrored one, two at a time.
 	sem := make(chan struct{}, 2)
 	var wg sync.WaitGroup
@@ -100,7 +123,7 @@ func run(nab, scorer, bin, out, rules string) error {
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				if err := replay(bin, rules, job.file, results, job.detector, job.alerts); err != nil {
+				if err := replay(bin, extra, job.file, results, job.detector, job.alerts); err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = err
@@ -184,17 +207,14 @@ func splitLabels(labels, dir string) ([2]string, error) {
 // replay scores one series into results/<detector>/<category>/ and, if
 // alerts, writes the alert column as the score into
 // results/<detector>_live/<category>/.
-func replay(bin, rules, file, results, detector string, alerts bool) error {
+func replay(bin string, extra []string, file, results, detector string, alerts bool) error {
 	category := filepath.Base(filepath.Dir(file))
 	name := filepath.Base(file)
 	scored := filepath.Join(results, detector, category, detector+"_"+name)
 	if err := os.MkdirAll(filepath.Dir(scored), 0o755); err != nil {
 		return err
 	}
-	args := []string{"replay", "-input", file, "-output", scored}
-	if rules != "" {
-		args = append(args, "-rules", rules)
-	}
+	args := append([]string{"replay", "-input", file, "-output", scored}, extra...)
 	if msg, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("replay %s: %v: %s", file, err, msg)
 	}

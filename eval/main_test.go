@@ -61,6 +61,8 @@ func TestWriteReport(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "nab.txt"), []byte("standard 76.6\n"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "fleets.txt"), []byte("precision 0.999\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "skab.txt"), []byte("recall 16/16\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "loco.txt"), []byte("mean 75\n"), 0o644))
 	out := filepath.Join(dir, "RESULTS.md")
 	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	require.NoError(t, writeReport(out, dir, now))
@@ -79,4 +81,28 @@ func TestWriteReport(t *testing.T) {
 
 	require.NoError(t, os.Remove(filepath.Join(dir, "nab.txt")))
 	require.Error(t, writeReport(out, dir, now), "a missing report is an error")
+}
+
+func TestScoreSKABRun(t *testing.T) {
+	input := "datetime;a;anomaly;changepoint\n" +
+		"2020-03-09 10:00:00;1;0;0\n" + // 1: alert opens outside the fault
+		"2020-03-09 10:00:01;1;0;0\n" +
+		"2020-03-09 10:00:02;1;1;1\n" + // fault starts
+		"2020-03-09 10:00:03;1;1;0\n" + // alert opens: 1 s after the start
+		"2020-03-09 10:00:04;1;1;0\n" +
+		"2020-03-09 10:00:05;1;0;1\n"
+	out := "timestamp,a_score,device_score,alert,alert_kind,alert_metrics\n" +
+		"x,0,0,1,zscore,a\nx,0,0,0,,\nx,0,0,0,,\nx,0,0,1,zscore,a\nx,0,0,1,zscore,a\nx,0,0,1,zscore,a\n"
+	run, err := scoreSKABRun("valve1/0.csv", []byte(input), []byte(out))
+	require.NoError(t, err)
+	require.Equal(t, skabRun{Name: "valve1/0.csv", Rows: 6, Faulty: true, Detected: true, Delay: 1, FalseOpenings: 1, TP: 2, FP: 2, FN: 1}, run)
+
+	free := "datetime;a\n2020-03-09 10:00:00;1\n2020-03-09 10:00:01;1\n"
+	run, err = scoreSKABRun("anomaly-free/anomaly-free.csv", []byte(free), []byte("timestamp,a_score,device_score,alert,alert_kind,alert_metrics\nx,0,0,1,zscore,a\nx,0,0,1,zscore,a\n"))
+	require.NoError(t, err)
+	require.False(t, run.Faulty)
+	require.Equal(t, 1, run.FalseOpenings)
+
+	_, err = scoreSKABRun("x", []byte(free), []byte("timestamp,alert\nx,0\n"))
+	require.ErrorContains(t, err, "1 rows replayed for 2")
 }

@@ -21,7 +21,9 @@ func writeReport(path, dir string, now time.Time) error {
 	fmt.Fprintf(&b, "# Detection quality: measured figures\n\n")
 	fmt.Fprintf(&b, "Written by `make eval` on %s at commit %s. How each figure is made: [README.md](README.md). Do not edit by hand: run `make eval`.\n", now.UTC().Format("2006-01-02"), commit())
 	for _, part := range []struct{ file, title string }{
-		{"nab.txt", "NAB (`sensorflow replay` over `../shared/nab`)"},
+		{"loco.txt", "NAB, leave one category out (the headline)"},
+		{"nab.txt", "NAB in-sample (`sensorflow replay` over `../shared/nab` with the defaults, which were chosen on these series)"},
+		{"skab.txt", "SKAB (`sensorflow replay`, each file one device)"},
 		{"fleets.txt", "Simulated fleets offline"},
 		{"live.json", "Live pipeline (`TestDetectionQuality`, real Mosquitto and Kafka)"},
 	} {
