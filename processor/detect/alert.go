@@ -19,7 +19,14 @@ type alertState struct {
 	severity  string
 	low, high float64
 	peak      float64
+	held      int32 // readings the alert has been open
 }
+
+// maxHold bounds how long an alert stays open only because the series has
+// not come back into the range expected when it opened: after that long
+// the new behaviour is the series' normal (its baseline learned it
+// meanwhile) and the alert resolves once the scores are low.
+const maxHold = time.Hour
 
 // transition runs the alert state machine of one series after a finding and
 // appends the open or resolve event, if any, to out.
@@ -38,7 +45,12 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 		return append(out, d.event(a, r, metric, v, f.Score, sensor.StateOpen))
 	}
 	a.peak = math.Max(a.peak, f.Score)
-	if f.Score >= s.cfg.ResolveScore || f.Hold {
+	a.held++
+	// An alert lasts as long as the fault: it stays open while the value
+	// lies outside the range expected when it opened, however the scores
+	// (which mark onsets) have settled.
+	away := (v < a.low || v > a.high) && r.TS.Sub(a.startedAt) < maxHold
+	if f.Score >= s.cfg.ResolveScore || f.Hold || away {
 		a.below = 0
 		return out
 	}

@@ -80,24 +80,39 @@ func TestDetector(t *testing.T) {
 			},
 		},
 		{
-			name: "a level shift: its onset, then the new level once the baseline restarts; nothing when it ends",
+			name: "a level shift: one alert from its onset that lasts as long as the shift and resolves soon after it ends",
 			values: func() []float64 {
 				v := noise(900, 3, 20, 0.5)
-				for i := 300; i < 450; i++ { // long enough for the spread to settle before the return
+				for i := 300; i < 450; i++ { // long enough for the baseline to restart at the new level
 					v[i] += 6
 				}
 				return v
 			},
 			check: func(t *testing.T, a []sensor.Alert) {
-				opens := opened(a)
-				require.Len(t, opens, 2, "%v", a)
-				require.Equal(t, t0.Add(300*time.Second), opens[0].StartedAt)
-				require.Equal(t, KindZScore, opens[0].Kind)
-				require.Equal(t, t0.Add(time.Duration(300+shiftRun-1)*time.Second), opens[1].StartedAt)
-				require.Equal(t, KindShift, opens[1].Kind)
-				require.Less(t, opens[1].ExpectedHigh, 23.0, "the range before the shift")
-				require.Contains(t, opens[1].Message, "level shifted")
-				require.Equal(t, sensor.StateResolved, a[len(a)-1].State)
+				require.Len(t, a, 2, "one alert, opened and resolved: %v", a)
+				require.Equal(t, sensor.StateOpen, a[0].State)
+				require.Equal(t, t0.Add(300*time.Second), a[0].StartedAt)
+				require.Equal(t, KindZScore, a[0].Kind)
+				require.Less(t, a[0].ExpectedHigh, 23.0, "the range before the shift")
+				require.Equal(t, sensor.StateResolved, a[1].State)
+				require.False(t, a[1].ResolvedAt.Before(t0.Add(450*time.Second)), "open while the shift lasts: %v", a[1].ResolvedAt)
+				require.True(t, a[1].ResolvedAt.Before(t0.Add(470*time.Second)), "resolved soon after it ends: %v", a[1].ResolvedAt)
+			},
+		},
+		{
+			name: "a shift that lasts beyond an hour becomes the normal: its alert resolves then",
+			values: func() []float64 {
+				v := noise(6000, 4, 20, 0.5)
+				for i := 300; i < len(v); i++ {
+					v[i] += 6
+				}
+				return v
+			},
+			check: func(t *testing.T, a []sensor.Alert) {
+				require.GreaterOrEqual(t, len(a), 2, "%v", a)
+				require.Equal(t, t0.Add(300*time.Second), a[0].StartedAt)
+				require.Equal(t, sensor.StateResolved, a[1].State)
+				require.Equal(t, t0.Add(300*time.Second+maxHold), *a[1].ResolvedAt)
 			},
 		},
 		{
