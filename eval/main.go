@@ -51,14 +51,14 @@ func main() {
 		err = run(*nab, *scorer, *bin, *out, *rules)
 	}
 	if err == nil && *loco {
-		var abs [3]string
-		for i, p := range []string{*nab, *scorer, *bin} {
+		var abs [4]string
+		for i, p := range []string{*nab, *scorer, *bin, *out} {
 			if abs[i], err = filepath.Abs(p); err != nil {
 				break
 			}
 		}
 		if err == nil {
-			_, err = evalLOCO(abs[0], abs[1], abs[2], *out)
+			_, err = evalLOCO(abs[0], abs[1], abs[2], abs[3])
 		}
 	}
 	if err == nil && *skab != "" {
@@ -156,7 +156,7 @@ func run(nab, scorer, bin, out, rules string) error {
 		args       []string
 	}{
 		{"anomaly_score, threshold optimized per profile (NAB's method)", nab, []string{"-detector", "sensorflow", "-optimize"}},
-		{"alert column (the live processor's alerts), threshold 1", nab, []string{"-detector", "sensorflow_live", "-threshold", "1"}},
+		{"alert openings (where the live processor opens an alert), threshold 1", nab, []string{"-detector", "sensorflow_live", "-threshold", "1"}},
 		{"anomaly_score, threshold optimized, on half A of the series (every other file by name)", nab, []string{"-windows", halves[0], "-detector", "sensorflow", "-optimize"}},
 		{"anomaly_score, threshold optimized, on half B of the series (every other file by name)", nab, []string{"-windows", halves[1], "-detector", "sensorflow", "-optimize"}},
 		{"anomaly_score, threshold optimized, every series mirrored (value -> min+max-value: rises become falls)", mirrored, []string{"-detector", "sensorflow_mirrored", "-optimize"}},
@@ -228,7 +228,8 @@ func replay(bin string, extra []string, file, results, detector string, alerts b
 	return alertsAsScores(scored, live)
 }
 
-// alertsAsScores copies a replay output with anomaly_score := alert.
+// alertsAsScores copies a replay output with anomaly_score := 1 where an
+// alert opens, else 0.
 func alertsAsScores(from, to string) error {
 	in, err := os.Open(from)
 	if err != nil {
@@ -253,6 +254,7 @@ func alertsAsScores(from, to string) error {
 		return fmt.Errorf("%s: no anomaly_score and alert columns", from)
 	}
 	_ = cw.Write(header)
+	open := false
 	for {
 		rec, err := r.Read()
 		if errors.Is(err, io.EOF) {
@@ -262,7 +264,14 @@ func alertsAsScores(from, to string) error {
 			outF.Close()
 			return err
 		}
-		rec[si] = rec[ai]
+		// An alert lasts as long as its fault; NAB rewards onsets, so
+		// the score is 1 where an alert opens.
+		now := rec[ai] == "1"
+		rec[si] = "0"
+		if now && !open {
+			rec[si] = "1"
+		}
+		open = now
 		_ = cw.Write(rec)
 	}
 	cw.Flush()
