@@ -53,7 +53,21 @@ func (l *latencies) quantiles() (p50, p99, mx float64, n int) {
 // reading, publish → alert on MQTT and publish → queryable in InfluxDB;
 // then checks every acknowledged reading is in InfluxDB.
 func (b *bench) endToEnd(ctx context.Context) error {
-	id := b.id + "-e2e"
+	for _, r := range strings.Split(b.cfg.e2eRates, ",") {
+		rate, err := strconv.Atoi(strings.TrimSpace(r))
+		if err != nil || rate < 10 {
+			return fmt.Errorf("-e2e.rates: %q is not a rate of at least 10 readings/s", r)
+		}
+		if err := b.endToEndAt(ctx, rate, max(1, rate/b.cfg.e2ePerDevice)); err != nil {
+			return fmt.Errorf("at %d readings/s: %w", rate, err)
+		}
+	}
+	return nil
+}
+
+// endToEndAt runs the end-to-end measurement at one rate.
+func (b *bench) endToEndAt(ctx context.Context, rate, devices int) error {
+	id := fmt.Sprintf("%s-e2e%d", b.id, rate)
 	prefix := id
 	k := b.kafkaConfig(id)
 	defer b.dropTopics(k)
@@ -149,8 +163,6 @@ func (b *bench) endToEnd(ctx context.Context) error {
 		return err
 	}
 	defer pubs.close()
-	devices := b.cfg.e2eDevices
-	rate := b.cfg.e2eRate
 	// Anomalies start once every series is past its warm-up: a jump of
 	// 25 (noise is ±0.5) for three readings, on a new device every 200 ms.
 	warm := 20 * time.Second
@@ -231,24 +243,25 @@ func (b *bench) endToEnd(ctx context.Context) error {
 	_, bridgePeak, _ := br.Memory()
 	_, procPeak, _ := pr.Memory()
 
+	at := fmt.Sprintf("%d/s", rate)
 	p50, p99, mx, n := alertLat.quantiles()
 	amu.Lock()
 	nInjected := len(injected)
 	amu.Unlock()
 	note := fmt.Sprintf("%d alerts opened, %d of them on the %d devices given an anomaly", alertsSeen, alertsSeen-falseAlerts, nInjected)
-	b.add(result{Section: "e2e", Name: "publish → alert on MQTT p50", Value: p50, Unit: "ms", Note: note})
-	b.add(result{Section: "e2e", Name: "publish → alert on MQTT p99", Value: p99, Unit: "ms"})
-	b.add(result{Section: "e2e", Name: "publish → alert on MQTT max", Value: mx, Unit: "ms"})
+	b.add(result{Section: "e2e", Name: "publish → alert on MQTT p50 @" + at, Value: p50, Unit: "ms", Note: note})
+	b.add(result{Section: "e2e", Name: "publish → alert on MQTT p99 @" + at, Value: p99, Unit: "ms"})
+	b.add(result{Section: "e2e", Name: "publish → alert on MQTT max @" + at, Value: mx, Unit: "ms"})
 	_ = n
 	p50, p99, mx, n = influxLat.quantiles()
-	b.add(result{Section: "e2e", Name: "publish → queryable in InfluxDB p50", Value: p50, Unit: "ms",
+	b.add(result{Section: "e2e", Name: "publish → queryable in InfluxDB p50 @" + at, Value: p50, Unit: "ms",
 		Note: fmt.Sprintf("%d probes (one every 250 ms, polled every 20 ms, oldest first), %d not found within 2 min", n, probeErrs)})
-	b.add(result{Section: "e2e", Name: "publish → queryable in InfluxDB p99", Value: p99, Unit: "ms"})
-	b.add(result{Section: "e2e", Name: "publish → queryable in InfluxDB max", Value: mx, Unit: "ms"})
-	b.add(result{Section: "e2e", Name: "sustained publish rate", Value: float64(sent) / elapsed.Seconds(), Unit: "readings/s", Target: 0.98 * float64(rate),
+	b.add(result{Section: "e2e", Name: "publish → queryable in InfluxDB p99 @" + at, Value: p99, Unit: "ms"})
+	b.add(result{Section: "e2e", Name: "publish → queryable in InfluxDB max @" + at, Value: mx, Unit: "ms"})
+	b.add(result{Section: "e2e", Name: "sustained publish rate @" + at, Value: float64(sent) / elapsed.Seconds(), Unit: "readings/s", Target: 0.98 * float64(rate),
 		Note: fmt.Sprintf("%d devices for %s; machine CPU %.0f%% busy; bridge %.1f µs and processor %.1f µs of CPU per reading; peak RSS bridge %d MiB, processor %d MiB",
 			devices, b.cfg.e2eDuration, 100*busy, float64((cpuB1-cpuB0).Microseconds())/float64(acked), float64((cpuP1-cpuP0).Microseconds())/float64(acked), bridgePeak>>20, procPeak>>20)})
-	b.add(result{Section: "e2e", Name: "acknowledged readings lost", Value: float64(lost), Unit: "readings", Target: 0.5, Lower: true,
+	b.add(result{Section: "e2e", Name: "acknowledged readings lost @" + at, Value: float64(lost), Unit: "readings", Target: 0.5, Lower: true,
 		Note: fmt.Sprintf("%d published, %d acknowledged, %d in InfluxDB", sent, acked, inInflux)})
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sensorflow/sensorflow/internal/harness"
 	"github.com/sensorflow/sensorflow/internal/testenv"
 )
 
@@ -58,9 +59,9 @@ type config struct {
 	processorReadings int
 	cassandraReadings int
 
-	e2eRate      int
+	e2eRates     string
+	e2ePerDevice int
 	e2eDuration  time.Duration
-	e2eDevices   int
 	e2eCassandra bool
 
 	scaleSeries string
@@ -87,9 +88,9 @@ func main() {
 	fs.IntVar(&cfg.rounds, "rounds", 2, "Rounds of each throughput measurement, alternating with its ceiling; the best round counts.")
 	fs.IntVar(&cfg.processorReadings, "processor.readings", 400000, "Readings per processor → InfluxDB round.")
 	fs.IntVar(&cfg.cassandraReadings, "cassandra.readings", 100000, "Readings per processor → Cassandra round.")
-	fs.IntVar(&cfg.e2eRate, "e2e.rate", 20000, "Readings/s of the end-to-end run.")
+	fs.StringVar(&cfg.e2eRates, "e2e.rates", "5000,20000", "Readings/s of the end-to-end runs, one run each: latency when the machine has room, and under load.")
+	fs.IntVar(&cfg.e2ePerDevice, "e2e.per-device", 10, "Readings/s each device publishes in the end-to-end runs (devices = rate / this).")
 	fs.DurationVar(&cfg.e2eDuration, "e2e.duration", 60*time.Second, "Length of the end-to-end run.")
-	fs.IntVar(&cfg.e2eDevices, "e2e.devices", 2000, "Devices of the end-to-end run.")
 	fs.BoolVar(&cfg.e2eCassandra, "e2e.cassandra", false, "Archive to Cassandra too in the end-to-end run (on a 2-core machine Cassandra alone tops out below 20,000 readings/s of two metrics).")
 	fs.StringVar(&cfg.scaleSeries, "scale.series", "100000,1000000", "Series counts the detector's memory is measured at.")
 	fs.IntVar(&cfg.simDevices, "simulator.devices", 100000, "Devices of the simulator scale run.")
@@ -187,6 +188,7 @@ func (b *bench) add(r result) {
 }
 
 func (b *bench) print(w io.Writer) {
+	fmt.Fprintf(w, "machine: %s, %d CPUs, %s; commit %s; %s\n\n", harness.CPUModel(), runtime.NumCPU(), runtime.Version(), harness.Commit(), time.Now().UTC().Format(time.RFC3339))
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "section\tmeasure\tsensorflow\tceiling\tratio\ttarget\t\t")
 	for _, r := range b.results {
@@ -240,6 +242,8 @@ func (b *bench) writeJSON(path string, started time.Time) error {
 		"seconds":  time.Since(started).Seconds(),
 		"host":     host,
 		"cpus":     runtime.NumCPU(),
+		"cpu":      harness.CPUModel(),
+		"commit":   harness.Commit(),
 		"go":       runtime.Version(),
 		"results":  b.results,
 		"sections": b.cfg.sections,

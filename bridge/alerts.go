@@ -44,7 +44,7 @@ func (b *Bridge) mirrorAlerts(ctx context.Context) error {
 		Topic:          b.cfg.Kafka.AlertsTopic,
 		Dialer:         dialer,
 		StartOffset:    kafka.FirstOffset,
-		MaxWait:        500 * time.Millisecond,
+		MaxWait:        100 * time.Millisecond, // idle polls only: a fetch returns as soon as an alert is there
 		CommitInterval: time.Second,
 		// A crashed member's partitions wait this long for a new owner.
 		SessionTimeout:    b.cfg.Kafka.SessionTimeout,

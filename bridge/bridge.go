@@ -61,7 +61,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ShareGroup, "bridge.share-group", "", "MQTT shared-subscription group for several bridges to split telemetry in (empty: one bridge, plain subscription; see the bridge README before sharing).")
 	fs.IntVar(&c.QueueSize, "bridge.queue-size", 20000, "Messages buffered between the MQTT client and the Kafka writer; keep it above the broker's max_inflight_messages.")
 	fs.IntVar(&c.BatchSize, "bridge.batch-size", 1000, "Most messages per Kafka write.")
-	fs.DurationVar(&c.Linger, "bridge.linger", 5*time.Millisecond, "Longest wait to fill a batch.")
+	fs.DurationVar(&c.Linger, "bridge.linger", 5*time.Millisecond, "Longest wait to fill a Kafka batch after its first message (0: adaptive, send what is in hand as soon as no message waits; batches grow while Kafka is busy).")
 	fs.DurationVar(&c.MaxAge, "bridge.max-age", 30*24*time.Hour, "Reject readings whose ts is older than this (0: no bound).")
 	fs.DurationVar(&c.MaxFuture, "bridge.max-future", time.Hour, "Reject readings whose ts is this far ahead of the bridge's clock (0: no bound).")
 	fs.BoolVar(&c.ForwardAlerts, "bridge.forward-alerts", true, "Mirror alerts from Kafka to MQTT.")

@@ -99,7 +99,7 @@ func newLoop(t *testing.T) *loop {
 	l.cfg.TopicPrefix = id
 	l.cfg.ClientID = id
 	l.cfg.ForwardAlerts = false
-	l.cfg.BatchSize, l.cfg.Linger = 16, time.Millisecond
+	l.cfg.BatchSize, l.cfg.Linger = 16, 0 // adaptive, the default
 	l.wire = &wire{client: id}
 	require.NoError(t, broker.AddHook(l.wire, nil))
 	cluster.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {

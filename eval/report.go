@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/sensorflow/sensorflow/internal/harness"
 )
 
 // writeReport gathers the reports of one `make eval` run from dir (nab.txt,
@@ -19,7 +20,7 @@ import (
 func writeReport(path, dir string, now time.Time) error {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Detection quality: measured figures\n\n")
-	fmt.Fprintf(&b, "Written by `make eval` on %s at commit %s. How each figure is made: [README.md](README.md). Do not edit by hand: run `make eval`.\n", now.UTC().Format("2006-01-02"), commit())
+	fmt.Fprintf(&b, "Written by `make eval` on %s at commit %s. How each figure is made: [README.md](README.md). Do not edit by hand: run `make eval`.\n", now.UTC().Format("2006-01-02"), harness.Commit())
 	for _, part := range []struct{ file, title string }{
 		{"loco.txt", "NAB, leave one category out (the headline)"},
 		{"nab.txt", "NAB in-sample (`sensorflow replay` over `../shared/nab` with the defaults, which were chosen on these series)"},
@@ -37,17 +38,4 @@ func writeReport(path, dir string, now time.Time) error {
 		fmt.Fprintf(&b, "\n## %s\n\n```\n%s\n```\n", part.title, strings.TrimRight(string(raw), "\n"))
 	}
 	return os.WriteFile(path, b.Bytes(), 0o644)
-}
-
-// commit names the checked-out commit, marked when the tree has changes.
-func commit() string {
-	out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
-	if err != nil {
-		return "unknown"
-	}
-	c := strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
-		c += " (with uncommitted changes)"
-	}
-	return c
 }

@@ -30,7 +30,7 @@ func (p *Processor) consume(ctx context.Context) error {
 		StartOffset:    kafka.FirstOffset,
 		MinBytes:       1,
 		MaxBytes:       16 << 20,
-		MaxWait:        250 * time.Millisecond,
+		MaxWait:        100 * time.Millisecond, // idle polls only: a fetch returns as soon as a reading is there
 		QueueCapacity:  p.cfg.BatchSize,
 		ReadBackoffMin: 100 * time.Millisecond,
 		ReadBackoffMax: 2 * time.Second,
@@ -39,7 +39,7 @@ func (p *Processor) consume(ctx context.Context) error {
 		HeartbeatInterval: min(3*time.Second, p.cfg.Kafka.SessionTimeout/3),
 	})
 	defer r.Close()
-	w, err := p.cfg.Kafka.Writer(1000, 5*time.Millisecond)
+	w, err := p.cfg.Kafka.Writer(1000, 0) // each batch's alerts go at once
 	if err != nil {
 		return err
 	}
@@ -74,16 +74,29 @@ func (p *Processor) consume(ctx context.Context) error {
 	defer p.ready.Store(false)
 	p.log.Info("consuming", "topic", p.cfg.Kafka.ReadingsTopic, "group", p.cfg.GroupID)
 
-	// Three stages: while the storer has batch N in the sinks, this loop
-	// decodes and runs detection on batch N+1 and the committer commits
-	// batch N-1. Batches are stored, their alerts published and their
-	// offsets committed in fetch order; an offset is committed only after
-	// its batch is stored.
+	// Four stages: while the storer has batch N in the sinks, this loop
+	// decodes and runs detection on batch N+1, the publisher writes the
+	// alerts and dead letters of each batch as soon as it is detected (an
+	// alert waits for no store), and the committer commits batch N-1.
+	// Batches are published, stored and committed in fetch order; an offset
+	// is committed only after its batch is stored and published.
 	det := detect.New(p.cfg.Detect)
 	ready := make(chan *work, 1)
+	toPublish := make(chan *work, 4)
 	toCommit := make(chan []kafka.Message, 1)
 	stored := make(chan struct{})
 	committed := make(chan struct{})
+	publishedAll := make(chan struct{})
+	go func() {
+		defer close(publishedAll)
+		for wk := range toPublish {
+			var err error
+			if len(wk.out) > 0 {
+				err = kafkax.WriteAll(drainCtx, w, wk.out, p.log, "writing alerts to kafka", nil)
+			}
+			wk.published <- err
+		}
+	}()
 	go func() {
 		defer close(committed)
 		for msgs := range toCommit {
@@ -104,7 +117,7 @@ func (p *Processor) consume(ctx context.Context) error {
 			<-committed
 		}()
 		for wk := range ready {
-			if err := p.finish(drainCtx, w, wk); err != nil {
+			if err := p.finish(drainCtx, wk); err != nil {
 				p.log.Warn("batch left uncommitted at shutdown", "messages", len(wk.msgs), "err", err)
 				return
 			}
@@ -112,8 +125,10 @@ func (p *Processor) consume(ctx context.Context) error {
 		}
 	}()
 	defer func() {
+		close(toPublish)
 		close(ready)
 		<-stored
+		<-publishedAll
 	}()
 	c := batch.NewCollector(fetched, p.cfg.batchPolicy())
 	for {
@@ -129,6 +144,7 @@ func (p *Processor) consume(ctx context.Context) error {
 		wk := p.prepare(det, msgs)
 		p.m.series.Set(float64(det.Series()))
 		p.m.openAlerts.Set(float64(det.OpenAlerts()))
+		toPublish <- wk // never blocks long: the storer waits for each batch's publishing
 		select {
 		case ready <- wk:
 		case <-stored:
@@ -139,14 +155,15 @@ func (p *Processor) consume(ctx context.Context) error {
 
 // work is one batch on its way from detection to the commit.
 type work struct {
-	msgs []kafka.Message
-	b    sink.Batch
-	out  []kafka.Message // alerts and dead letters
+	msgs      []kafka.Message
+	b         sink.Batch
+	out       []kafka.Message // alerts and dead letters
+	published chan error      // the publisher's result for out
 }
 
 // prepare decodes a batch and runs detection over it.
 func (p *Processor) prepare(det *detect.Detector, batch []kafka.Message) *work {
-	wk := &work{msgs: batch}
+	wk := &work{msgs: batch, published: make(chan error, 1)}
 	b := &wk.b
 	b.Readings = make([]sensor.Reading, 0, len(batch))
 	// Lag per partition at its last message of the batch, set once per
@@ -177,16 +194,22 @@ func (p *Processor) prepare(det *detect.Detector, batch []kafka.Message) *work {
 	return wk
 }
 
-// finish stores a prepared batch and publishes its alerts and dead letters.
-// It returns only when everything is durable, or with ctx's error.
-func (p *Processor) finish(ctx context.Context, w *kafka.Writer, wk *work) error {
+// finish stores a prepared batch and waits until its alerts and dead
+// letters are published too. It returns only when everything is durable,
+// or with ctx's error; the offsets are committed after that. (If the
+// process dies in between, the batch is redelivered and its alert events
+// published again, with the same ids.)
+func (p *Processor) finish(ctx context.Context, wk *work) error {
 	if err := p.sinks.Write(ctx, wk.b); err != nil {
 		return err
 	}
-	if len(wk.out) > 0 {
-		if err := kafkax.WriteAll(ctx, w, wk.out, p.log, "writing alerts to kafka", nil); err != nil {
+	select {
+	case err := <-wk.published:
+		if err != nil {
 			return err
 		}
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	for i := range wk.b.Alerts {
 		p.m.alerts.WithLabelValues(wk.b.Alerts[i].State).Inc()

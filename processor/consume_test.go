@@ -136,7 +136,7 @@ func newFixture(t *testing.T, s *testSink) *fixture {
 	f.cfg.Kafka.ReadingsTopic, f.cfg.Kafka.AlertsTopic, f.cfg.Kafka.DeadLetterTopic = id+".readings", id+".alerts", id+".deadletter"
 	f.cfg.Kafka.Partitions = 1
 	f.cfg.GroupID = id
-	f.cfg.BatchSize, f.cfg.Linger = 20, 2*time.Millisecond
+	f.cfg.BatchSize, f.cfg.Linger = 20, 0 // adaptive, the default
 	f.cfg.Sinks = []sink.Spec{sink.Fixed("test", s)}
 	topic, group := f.cfg.Kafka.ReadingsTopic, f.cfg.GroupID
 	cluster.ControlKey(kmsg.OffsetCommit.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
@@ -309,4 +309,37 @@ func TestShutdownStoresAndCommitsTheBatchInHand(t *testing.T) {
 	require.Equal(t, seqs(0, 10), stored)
 	require.NotEmpty(t, commits)
 	require.Equal(t, int64(10), commits[len(commits)-1], "the batch in hand is committed before Run returns")
+}
+
+// An alert goes out as soon as its reading is scored: it waits for no
+// store. The offsets still wait for both.
+func TestAlertsDoNotWaitForTheStores(t *testing.T) {
+	s := &testSink{l: newLedger(), hold: make(chan struct{}), entered: make(chan struct{})}
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(s.hold) }) })
+	f := newFixture(t, s)
+	f.cfg.BatchSize, f.cfg.Linger = 100, 500*time.Millisecond // one batch, held in the sink
+	f.start(t)
+	values := readings(0, 60)
+	spike := sensor.Reading{DeviceID: "dev-1", Site: "site-1", TS: time.Now().Add(-time.Hour).UTC().Add(50 * time.Second), Seq: 50,
+		Metrics: map[string]float64{"temperature": 500}}
+	values[50] = spike.AppendJSON(nil)
+	f.produce(t, values...)
+	<-s.entered // the first batch is held in the sink
+
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: f.cfg.Kafka.BrokerList(), Topic: f.cfg.Kafka.AlertsTopic, Partition: 0, MaxWait: 50 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	m, err := r.ReadMessage(ctx)
+	require.NoError(t, err, "the alert is published while the store is held")
+	a, err := sensor.ParseAlert(m.Value)
+	require.NoError(t, err)
+	require.Equal(t, sensor.StateOpen, a.State)
+	_, commits, _ := f.ledger.snapshot()
+	require.Empty(t, commits, "nothing committed while a store is pending")
+	release.Do(func() { close(s.hold) })
+	requireCommitted(t, f.ledger, 60)
+	_, _, violations := f.ledger.snapshot()
+	require.Empty(t, violations)
 }

@@ -43,7 +43,7 @@ type Config struct {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GroupID, "processor.group", "sensorflow-processor", "Kafka consumer group of the processors; processors in one group split the partitions.")
 	fs.IntVar(&c.BatchSize, "processor.batch-size", 2000, "Most readings per batch (one sink write and one offset commit per batch).")
-	fs.DurationVar(&c.Linger, "processor.linger", 100*time.Millisecond, "Longest wait to fill a batch.")
+	fs.DurationVar(&c.Linger, "processor.linger", 0, "Longest wait to fill a batch after its first reading (0: adaptive, process what is in hand as soon as no reading waits; batches grow while the sinks are busy).")
 	fs.DurationVar(&c.DrainTimeout, "processor.drain-timeout", 20*time.Second, "On shutdown, how long to keep trying to store and commit the batch in hand.")
 	c.Detect.RegisterFlags(fs)
 }

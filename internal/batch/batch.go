@@ -10,18 +10,22 @@ import (
 	"time"
 )
 
-// Policy says when a batch is complete: once it holds Max items, or Linger
-// after its first item arrived, whichever comes first.
+// Policy says when a batch is complete: once it holds Max items, or, with
+// a Linger of 0 (adaptive), as soon as the input runs dry: what is in hand
+// goes at once, and a batch grows only while more is already waiting, as
+// it does while the stage downstream is busy with the previous one (Kafka's
+// producer with linger.ms=0; Nagle's algorithm the other way round). A
+// positive Linger instead waits that long after the first item for more.
 type Policy struct {
 	Max    int
 	Linger time.Duration
 }
 
-// Validate checks that both bounds are positive; name prefixes the message
-// (a flag prefix such as "bridge").
+// Validate checks the bounds; name prefixes the message (a flag prefix
+// such as "bridge").
 func (p Policy) Validate(name string) error {
-	if p.Max < 1 || p.Linger <= 0 {
-		return errors.New(name + ".batch-size and " + name + ".linger must be positive")
+	if p.Max < 1 || p.Linger < 0 {
+		return errors.New(name + ".batch-size must be positive and " + name + ".linger not negative")
 	}
 	return nil
 }
@@ -43,9 +47,10 @@ func NewCollector[T any](in <-chan T, p Policy) *Collector[T] {
 
 // Next appends the next batch to buf[:0] and returns it. It waits for a
 // first item until ctx ends or in is closed and empty (then it returns buf[:0]
-// and false), then keeps adding items until the batch holds Policy.Max,
-// Policy.Linger has passed since the first item, ctx ends or in is closed.
-// A batch that began is always returned whole, with true.
+// and false), then keeps adding items until the batch holds Policy.Max, ctx
+// ends, in is closed, or (adaptive) no item is waiting, or (Linger > 0)
+// Linger has passed since the first item. A batch that began is always
+// returned whole, with true.
 func (c *Collector[T]) Next(ctx context.Context, buf []T) ([]T, bool) {
 	out := buf[:0]
 	select {
@@ -56,6 +61,20 @@ func (c *Collector[T]) Next(ctx context.Context, buf []T) ([]T, bool) {
 		out = append(out, v)
 	case <-ctx.Done():
 		return out, false
+	}
+	if c.p.Linger == 0 {
+		for len(out) < c.p.Max {
+			select {
+			case v, ok := <-c.in:
+				if !ok {
+					return out, true
+				}
+				out = append(out, v)
+			default:
+				return out, true
+			}
+		}
+		return out, true
 	}
 	c.timer.Reset(c.p.Linger)
 	defer c.timer.Stop()

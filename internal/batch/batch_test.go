@@ -23,6 +23,9 @@ func TestCollector(t *testing.T) {
 		{name: "closed input ends a batch", queued: []int{1, 2}, close: true, policy: Policy{Max: 10, Linger: time.Hour}, want: []int{1, 2}, wantOK: true},
 		{name: "closed empty input", close: true, policy: Policy{Max: 10, Linger: time.Hour}, want: []int{}, wantOK: false},
 		{name: "context ended before the first item", cancel: true, policy: Policy{Max: 10, Linger: time.Hour}, want: []int{}, wantOK: false},
+		{name: "adaptive: what is waiting, at once", queued: []int{1, 2, 3}, policy: Policy{Max: 10}, want: []int{1, 2, 3}, wantOK: true},
+		{name: "adaptive: at most Max", queued: []int{1, 2, 3, 4}, policy: Policy{Max: 3}, want: []int{1, 2, 3}, wantOK: true},
+		{name: "adaptive: closed input", queued: []int{1}, close: true, policy: Policy{Max: 3}, want: []int{1}, wantOK: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,8 +89,27 @@ func TestCollectorKeepsOrderAndReusesBuffer(t *testing.T) {
 
 func TestPolicyValidate(t *testing.T) {
 	require.NoError(t, Policy{Max: 1, Linger: time.Millisecond}.Validate("bridge"))
-	require.EqualError(t, Policy{Max: 0, Linger: time.Millisecond}.Validate("bridge"), "bridge.batch-size and bridge.linger must be positive")
-	require.Error(t, Policy{Max: 1}.Validate("processor"))
+	require.NoError(t, Policy{Max: 1}.Validate("bridge"), "0 is adaptive")
+	require.EqualError(t, Policy{Max: 0, Linger: time.Millisecond}.Validate("bridge"), "bridge.batch-size must be positive and bridge.linger not negative")
+	require.Error(t, Policy{Max: 1, Linger: -time.Second}.Validate("processor"))
+}
+
+// Adaptive batches never wait for more: a lone item goes at once, and a
+// batch grows with what piled up while the caller was busy.
+func TestAdaptiveCollectorGrowsWithTheBacklog(t *testing.T) {
+	in := make(chan int, 100)
+	c := NewCollector(in, Policy{Max: 50})
+	in <- 1
+	got, ok := c.Next(context.Background(), nil)
+	require.True(t, ok)
+	require.Equal(t, []int{1}, got, "no wait for a second item")
+	for i := range 80 { // piled up while the previous batch was written
+		in <- i
+	}
+	got, _ = c.Next(context.Background(), nil)
+	require.Len(t, got, 50)
+	got, _ = c.Next(context.Background(), nil)
+	require.Len(t, got, 30)
 }
 
 func TestDrain(t *testing.T) {

@@ -149,9 +149,16 @@ func (c *Config) Client() (*kafka.Client, error) {
 // Writer returns a writer with Sensorflow's guarantees: every write waits for
 // all in-sync replicas (acks=all), messages are partitioned by key with the
 // Java client's murmur2 so each device stays in order, and batches flush
-// after at most linger instead of kafka-go's 1 s default. Messages must name
-// their topic. The caller closes the writer.
+// after at most linger instead of kafka-go's 1 s default. With linger 0 a
+// write goes out as soon as its messages are in: the caller batches (see
+// internal/batch), so a synchronous WriteMessages never waits for a batch to
+// fill. Messages must name their topic. The caller closes the writer.
 func (c *Config) Writer(batchSize int, linger time.Duration) (*kafka.Writer, error) {
+	if linger <= 0 {
+		// kafka-go reads 0 as its 1 s default; a nanosecond flushes each
+		// partition's batch right after the call added its messages.
+		linger = time.Nanosecond
+	}
 	tr, err := c.Transport()
 	if err != nil {
 		return nil, err
