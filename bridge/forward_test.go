@@ -18,9 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sensorflow/sensorflow/internal/mqttx"
 	"github.com/sensorflow/sensorflow/internal/sensor"
@@ -102,27 +100,7 @@ func newLoop(t *testing.T) *loop {
 	l.cfg.BatchSize, l.cfg.Linger = 16, 0 // adaptive, the default
 	l.wire = &wire{client: id}
 	require.NoError(t, broker.AddHook(l.wire, nil))
-	cluster.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		if !l.kafkaDown.Load() {
-			return nil, nil, false
-		}
-		l.refused.Add(1)
-		cluster.KeepControl()
-		r := req.(*kmsg.ProduceRequest)
-		resp := r.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range r.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.NotEnoughReplicas.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
+	testenv.RefuseProduce(cluster, l.kafkaDown.Load, &l.refused)
 	return l
 }
 

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 )
 
 // A setting is one point of the grid the leave-one-category-out procedure
@@ -87,30 +86,15 @@ func evalLOCO(nab, scorer, bin, out string) ([]locoFold, error) {
 	}
 	grid := locoGrid()
 	detectors := make([]string, len(grid))
-	sem := make(chan struct{}, 2)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
+	var jobs []replayJob
 	for i, s := range grid {
 		detectors[i] = fmt.Sprintf("grid%02d", i)
 		for _, f := range files {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				if err := replay(bin, s.args, f, results, detectors[i], false); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-				}
-			}()
+			jobs = append(jobs, replayJob{s.args, f, detectors[i], false})
 		}
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	if err := replayAll(bin, results, jobs); err != nil {
+		return nil, err
 	}
 	defaults := slices.IndexFunc(grid, func(s setting) bool {
 		return s.name == "extremes=true alpha=0.005 z=5"

@@ -105,37 +105,17 @@ func run(nab, scorer, bin, out, rules string) error {
 	if rules != "" {
 		extra = []string{"-rules", rules}
 	}
-	// Replay every series, and every mirrored one, two at a time.
-	sem := make(chan struct{}, 2)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
+	// Replay every series, and every mirrored one.
+	var jobs []replayJob
 	for _, f := range files {
 		rel, err := filepath.Rel(filepath.Join(nab, "data"), f)
 		if err != nil {
 			return err
 		}
-		for _, job := range []struct {
-			file, detector string
-			alerts         bool
-		}{{f, "sensorflow", true}, {filepath.Join(mirrored, "data", rel), "sensorflow_mirrored", false}} {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				if err := replay(bin, extra, job.file, results, job.detector, job.alerts); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-				}
-			}()
-		}
+		jobs = append(jobs, replayJob{extra, f, "sensorflow", true}, replayJob{extra, filepath.Join(mirrored, "data", rel), "sensorflow_mirrored", false})
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+	if err := replayAll(bin, results, jobs); err != nil {
+		return err
 	}
 	fmt.Printf("replayed %d NAB series, and each mirrored, with %s replay\n\n", len(files), bin)
 	report, err := os.Create(filepath.Join(out, "nab.txt"))
@@ -202,6 +182,37 @@ func splitLabels(labels, dir string) ([2]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// replayJob is one series to replay with extra flags as detector.
+type replayJob struct {
+	extra          []string
+	file, detector string
+	alerts         bool
+}
+
+// replayAll runs the jobs, two at a time, and returns the first error.
+func replayAll(bin, results string, jobs []replayJob) error {
+	sem := make(chan struct{}, 2)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for _, j := range jobs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := replay(bin, j.extra, j.file, results, j.detector, j.alerts); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
 }
 
 // replay scores one series into results/<detector>/<category>/ and, if

@@ -12,8 +12,6 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sensorflow/sensorflow/internal/kafkax"
 	"github.com/sensorflow/sensorflow/internal/sensor"
@@ -139,25 +137,7 @@ func TestAwaitTopicsAndWriteAll(t *testing.T) {
 
 	// The first produce request is refused for one partition only.
 	var produces atomic.Int64
-	cluster.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		if produces.Add(1) > 1 {
-			return nil, nil, false
-		}
-		r := req.(*kmsg.ProduceRequest)
-		resp := r.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range r.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.NotEnoughReplicas.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
+	testenv.RefuseProduce(cluster, func() bool { return produces.Add(1) == 1 }, nil)
 	w, err := c.Writer(100, time.Millisecond)
 	require.NoError(t, err)
 	w.MaxAttempts = 1 // let WriteAll do the retrying

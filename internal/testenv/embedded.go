@@ -5,10 +5,13 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"testing"
 
 	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sensorflow/sensorflow/internal/kafkax"
 	"github.com/sensorflow/sensorflow/internal/mqttx"
@@ -40,4 +43,35 @@ func EmbeddedKafka(t testing.TB) (*kfake.Cluster, string) {
 	}
 	t.Cleanup(c.Close)
 	return c, c.ListenAddrs()[0]
+}
+
+// RefuseProduce makes cluster answer every produce request with a
+// retriable error (NOT_ENOUGH_REPLICAS) while refuse returns true, and
+// counts each refused request in refused (nil: not counted): Kafka is down
+// for writes while metadata and fetches still work. refuse is called once
+// per produce request.
+func RefuseProduce(cluster *kfake.Cluster, refuse func() bool, refused *atomic.Int64) {
+	cluster.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if !refuse() {
+			return nil, nil, false
+		}
+		if refused != nil {
+			refused.Add(1)
+		}
+		cluster.KeepControl()
+		r := req.(*kmsg.ProduceRequest)
+		resp := r.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.NotEnoughReplicas.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
 }
