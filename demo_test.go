@@ -86,8 +86,8 @@ func TestDemo(t *testing.T) {
 	base := "http://" + dash
 	var fleet dashboard.Fleet
 	require.Eventually(t, func() bool {
-		return getJSON(t, base+"/api/fleet", &fleet) && fleet.Readings > 0 && fleet.AlertsTotal > 0
-	}, 30*time.Second, 250*time.Millisecond, "within 30 s: stored readings and at least one alert")
+		return getJSON(t, base+"/api/fleet", &fleet) && fleet.Readings > 0 && fleet.AlertsTotal > 0 && fleet.Devices == 50
+	}, 30*time.Second, 250*time.Millisecond, "within 30 s: stored readings of every device and at least one alert (last seen: %+v)", &fleet)
 	require.Equal(t, 50, fleet.Devices)
 	var dev dashboard.DeviceView
 	require.True(t, getJSON(t, base+"/api/device?id=dev-00001", &dev))
