@@ -20,6 +20,31 @@ type alertState struct {
 	low, high float64
 	peak      float64
 	held      int32 // readings the alert has been open
+	// quietSince is set while the alert would have resolved but waits
+	// ReopenWithin for the series to stay quiet: a new detection in that
+	// time continues this alert instead of opening another.
+	quietSince time.Time
+	quietV     float64
+	// muted: the device was past its ceiling when this alert opened; it
+	// is tracked so it cannot reopen every reading, but never published.
+	muted bool
+}
+
+// KindCeiling is the kind of the summary alert a device raises when it
+// passes -detect.max-alerts-per-hour: it opens with the first alert held
+// back and resolves at the end of the hour, saying how many were.
+const KindCeiling = "ceiling"
+
+// ceilingMetric is the metric name the summary alert carries.
+const ceilingMetric = "alert_ceiling"
+
+// budget counts a device's alert openings per hour (of the readings' time).
+type budget struct {
+	windowEnd time.Time
+	opened    int
+	heldBack  int
+	summary   alertState
+	site      string
 }
 
 // maxHold bounds how long an alert stays open only because the series has
@@ -42,6 +67,11 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 		}
 		*a = alertState{open: true, startedAt: r.TS, id: sensor.AlertID(r.DeviceID, metric, r.TS),
 			kind: f.Kind, fall: f.Kind == KindBurst && f.dev < 0, severity: sev, low: f.Low, high: f.High, peak: f.Score}
+		var muted bool
+		if out, muted = d.spend(s.budget, r, out); muted {
+			a.muted = true
+			return out
+		}
 		return append(out, d.event(a, r, metric, v, f.Score, sensor.StateOpen))
 	}
 	a.peak = math.Max(a.peak, f.Score)
@@ -52,15 +82,79 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 	away := (v < a.low || v > a.high) && r.TS.Sub(a.startedAt) < maxHold
 	if f.Score >= s.cfg.ResolveScore || f.Hold || away {
 		a.below = 0
+		a.quietSince = time.Time{} // back within ReopenWithin: the same alert goes on
 		return out
 	}
 	a.below++
 	if int(a.below) < s.cfg.ResolveAfter {
 		return out
 	}
-	ev := d.event(a, r, metric, v, f.Score, sensor.StateResolved)
+	if s.cfg.ReopenWithin > 0 {
+		// Resolve only once the series stayed quiet that long, so an
+		// alert that would resolve and reopen is one alert.
+		if a.quietSince.IsZero() {
+			a.quietSince, a.quietV = r.TS, v
+			return out
+		}
+		if r.TS.Sub(a.quietSince) < s.cfg.ReopenWithin {
+			return out
+		}
+	}
 	a.open = false
+	if a.muted {
+		return out
+	}
+	ev := d.event(a, r, metric, v, f.Score, sensor.StateResolved)
+	if !a.quietSince.IsZero() { // resolved when it went quiet, published now
+		at := a.quietSince
+		ev.ResolvedAt, ev.Value = &at, a.quietV
+		ev.Message = fmt.Sprintf("%s %s: back to normal at %g after %s (peak score %.2f)", r.DeviceID, metric, a.quietV, at.Sub(a.startedAt), a.peak)
+	}
 	return append(out, ev)
+}
+
+// spend counts an alert opening against the device's hourly ceiling. Past
+// it, the alert is muted (the first muted one opens the device's summary
+// alert, appended to out).
+func (d *Detector) spend(b *budget, r *sensor.Reading, out []sensor.Alert) ([]sensor.Alert, bool) {
+	limit := d.cfg.MaxAlertsPerHour
+	if limit <= 0 || b == nil {
+		return out, false
+	}
+	out = d.endWindow(b, r, out)
+	if b.windowEnd.IsZero() {
+		b.windowEnd = r.TS.Add(time.Hour)
+	}
+	if b.opened < limit {
+		b.opened++
+		return out, false
+	}
+	b.heldBack++
+	if !b.summary.open {
+		b.site = r.Site
+		b.summary = alertState{open: true, startedAt: r.TS, id: sensor.AlertID(r.DeviceID, ceilingMetric, r.TS), kind: KindCeiling,
+			severity: sensor.SeverityWarning, low: nan, high: nan}
+		out = append(out, sensor.Alert{AlertID: b.summary.id, DeviceID: r.DeviceID, Site: r.Site, Metric: ceilingMetric, Kind: KindCeiling,
+			Severity: sensor.SeverityWarning, State: sensor.StateOpen, TS: r.TS, StartedAt: r.TS,
+			Message: fmt.Sprintf("%s raised %d alerts within an hour, its ceiling: further alerts are held back until %s", r.DeviceID, limit, b.windowEnd.UTC().Format(time.RFC3339))})
+	}
+	return out, true
+}
+
+// endWindow starts a new hour for the device once its current one is over,
+// resolving its summary alert with the count of alerts held back.
+func (d *Detector) endWindow(b *budget, r *sensor.Reading, out []sensor.Alert) []sensor.Alert {
+	if b == nil || b.windowEnd.IsZero() || r.TS.Before(b.windowEnd) {
+		return out
+	}
+	if b.summary.open {
+		at := b.windowEnd
+		out = append(out, sensor.Alert{AlertID: b.summary.id, DeviceID: r.DeviceID, Site: b.site, Metric: ceilingMetric, Kind: KindCeiling,
+			Severity: sensor.SeverityWarning, State: sensor.StateResolved, TS: r.TS, StartedAt: b.summary.startedAt, ResolvedAt: &at,
+			Message: fmt.Sprintf("%s: %d alerts held back between %s and %s", r.DeviceID, b.heldBack, b.summary.startedAt.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))})
+	}
+	*b = budget{}
+	return out
 }
 
 func (d *Detector) event(a *alertState, r *sensor.Reading, metric string, v, score float64, state string) sensor.Alert {

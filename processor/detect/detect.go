@@ -34,6 +34,14 @@ type Config struct {
 	// Extremes turns on the extremes scorer: values, short-run levels and
 	// sustained rises or falls beyond anything the series has shown.
 	Extremes bool
+	// ReopenWithin: an alert that would resolve waits this long (of the
+	// readings' time) for the series to stay quiet; a detection meanwhile
+	// continues it. 0: resolve at once.
+	ReopenWithin time.Duration
+	// MaxAlertsPerHour is each device's ceiling on alert openings per hour;
+	// past it alerts are held back and one summary alert counts them.
+	// 0: none.
+	MaxAlertsPerHour int
 	// Limits are static bounds per metric name; crossing one is a critical
 	// "limit" alert regardless of the learned behaviour.
 	Limits map[string]Limit
@@ -48,7 +56,8 @@ type Limit struct{ Min, Max float64 }
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	return Config{Warmup: 30, OpenScore: 0.4, ResolveScore: 0.2, ResolveAfter: 1, Z: 5, AlphaMin: 0.005, StuckAfter: 30, Extremes: true}
+	return Config{Warmup: 30, OpenScore: 0.4, ResolveScore: 0.2, ResolveAfter: 1, Z: 5, AlphaMin: 0.005, StuckAfter: 30, Extremes: true,
+		ReopenWithin: 0, MaxAlertsPerHour: 30}
 }
 
 // RegisterFlags registers the detect.* flags.
@@ -62,6 +71,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.AlphaMin, "detect.alpha", d.AlphaMin, "Smallest weight of a new reading in the level and spread estimates (smaller: slower baseline, catches slower drift).")
 	fs.IntVar(&c.StuckAfter, "detect.stuck-after", d.StuckAfter, "Identical consecutive readings that make a stuck-sensor alert (0: off).")
 	fs.BoolVar(&c.Extremes, "detect.extremes", d.Extremes, "Alert on values, short-run levels and sustained rises or falls beyond anything a series has shown, once it has been watched for two days.")
+	fs.DurationVar(&c.ReopenWithin, "detect.reopen-within", d.ReopenWithin, "An alert that resolves and would reopen within this time (of the readings' clock) stays one open alert; its resolve event waits that long (0: resolve at once).")
+	fs.IntVar(&c.MaxAlertsPerHour, "detect.max-alerts-per-hour", d.MaxAlertsPerHour, "Ceiling on alert openings per device and hour; past it alerts are held back and one summary alert (kind ceiling) says how many (0: none).")
 	fs.StringVar(&c.RulesFile, "detect.rules", "", "YAML file of detection rules per device pattern, site and metric (see processor/README.md).")
 	fs.Func("detect.limits", "Static limits per metric, e.g. temperature=-40:85,humidity=0:100 (either bound may be empty).", func(s string) error {
 		l, err := ParseLimits(s)
@@ -89,6 +100,8 @@ func (c *Config) Validate() error {
 		return errors.New("detect.alpha must be in (0,1)")
 	case c.StuckAfter < 0:
 		return errors.New("detect.stuck-after must not be negative")
+	case c.ReopenWithin < 0 || c.MaxAlertsPerHour < 0:
+		return errors.New("detect.reopen-within and detect.max-alerts-per-hour must not be negative")
 	}
 	return nil
 }
@@ -158,11 +171,26 @@ type Detector struct {
 	cfg      Config
 	series   map[seriesKey]*Series
 	resolved map[string]*Config // per-series configurations made by rules
+	budgets  map[string]*budget // per device, with -detect.max-alerts-per-hour
 }
 
 // New returns a detector; cfg must be valid.
 func New(cfg Config) *Detector {
-	return &Detector{cfg: cfg, series: map[seriesKey]*Series{}}
+	return &Detector{cfg: cfg, series: map[seriesKey]*Series{}, budgets: map[string]*budget{}}
+}
+
+// newSeries creates the state of a series, sharing its device's budget.
+func (d *Detector) newSeries(device, site, metric string) *Series {
+	s := &Series{cfg: d.forSeries(device, site, metric)}
+	if d.cfg.MaxAlertsPerHour > 0 {
+		b := d.budgets[device]
+		if b == nil {
+			b = &budget{}
+			d.budgets[device] = b
+		}
+		s.budget = b
+	}
+	return s
 }
 
 // Series returns the number of series tracked.
@@ -172,7 +200,7 @@ func (d *Detector) Series() int { return len(d.series) }
 func (d *Detector) OpenAlerts() int {
 	n := 0
 	for _, s := range d.series {
-		if s.alert.open {
+		if s.alert.open && !s.alert.muted {
 			n++
 		}
 	}
@@ -183,19 +211,21 @@ func (d *Detector) OpenAlerts() int {
 // the anomaly score of each of its metrics, in metric-name order, to scores.
 func (d *Detector) Observe(r *sensor.Reading, out []sensor.Alert, scores []float64) ([]sensor.Alert, []float64) {
 	var buf [16]string
+	var b *budget
 	for _, name := range r.AppendMetricNames(buf[:0]) { // sorted: deterministic event order
 		v := r.Metrics[name]
 		k := seriesKey{r.DeviceID, name}
 		s := d.series[k]
 		if s == nil {
-			s = &Series{cfg: d.forSeries(r.DeviceID, r.Site, name)}
+			s = d.newSeries(r.DeviceID, r.Site, name)
 			d.series[k] = s
 		}
+		b = s.budget
 		f := s.Observe(s.cfg, name, r.TS, v)
 		scores = append(scores, round(f.Score))
 		out = d.transition(s, r, name, v, f, out)
 	}
-	return out, scores
+	return d.endWindow(b, r, out), scores
 }
 
 // Score feeds one value of a single series (the replay command's entry) and
@@ -205,10 +235,10 @@ func (d *Detector) Score(device, metric string, ts time.Time, v float64) (Findin
 	k := seriesKey{device, metric}
 	s := d.series[k]
 	if s == nil {
-		s = &Series{cfg: d.forSeries(device, r.Site, metric)}
+		s = d.newSeries(device, r.Site, metric)
 		d.series[k] = s
 	}
 	f := s.Observe(s.cfg, metric, ts, v)
-	alerts := d.transition(s, &r, metric, v, f, nil)
-	return f, s.alert.open, alerts
+	alerts := d.endWindow(s.budget, &r, d.transition(s, &r, metric, v, f, nil))
+	return f, s.alert.open && !s.alert.muted, alerts
 }

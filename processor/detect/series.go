@@ -53,6 +53,7 @@ type Series struct {
 	onsetI      int8                    // where the next onset goes in onsets
 	onsets      [6]onset                // the last large excursions, for daily habits
 	alert       alertState
+	budget      *budget // the device's, shared by its series; nil without a ceiling
 	season      season
 	extremes    extremes
 }

@@ -1,0 +1,93 @@
+package detect
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sensorflow/sensorflow/internal/sensor"
+)
+
+// spikes is noise with a spike every gap readings from reading 300 until
+// reading until.
+func spikes(n, gap, until int) []float64 {
+	v := noise(n, 5, 20, 0.5)
+	for i := 300; i < until; i += gap {
+		v[i] = 40
+	}
+	return v
+}
+
+// A series that flaps (a spike every 40 s) raises one alert that stays
+// open when -detect.reopen-within spans the quiet between them, and one
+// alert per spike without it.
+func TestReopenWithinMergesAFlappingSeries(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxAlertsPerHour = 0
+	values := spikes(800, 40, 700) // the last spike at 660
+	require.Greater(t, len(opened(feed(cfg, values))), 5, "without merging: an alert per spike")
+
+	cfg.ReopenWithin = time.Minute
+	a := feed(cfg, values)
+	require.Len(t, opened(a), 1, "one alert for the flapping series: %v", a)
+	require.Equal(t, t0.Add(300*time.Second), a[0].StartedAt)
+	require.Len(t, a, 2, "opened once, resolved once: %v", a)
+	require.Equal(t, sensor.StateResolved, a[1].State)
+	// The last spike is at 660: the alert went quiet soon after and was
+	// published resolved a minute of quiet later, resolved at that quiet.
+	quiet := *a[1].ResolvedAt
+	require.True(t, quiet.After(t0.Add(660*time.Second)) && quiet.Before(t0.Add(670*time.Second)), "went quiet after the last spike: %v", quiet)
+	require.Equal(t, quiet.Add(time.Minute), a[1].TS, "published once the minute of quiet passed")
+}
+
+// Past its ceiling a device's alerts are held back; one summary alert opens
+// with the first held back and resolves at the end of the hour with the
+// count.
+func TestCeilingHoldsBackAlertsAndSummarises(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxAlertsPerHour = 3
+	values := spikes(2*3600, 60, 2*3600) // a spike a minute
+	a := feed(cfg, values)
+	var series, summaries []sensor.Alert
+	for _, e := range a {
+		if e.Kind == KindCeiling {
+			summaries = append(summaries, e)
+		} else if e.State == sensor.StateOpen {
+			series = append(series, e)
+		}
+	}
+	require.NotEmpty(t, summaries)
+	first := summaries[0]
+	require.Equal(t, sensor.StateOpen, first.State)
+	require.Equal(t, ceilingMetric, first.Metric)
+	require.Contains(t, first.Message, "raised 3 alerts within an hour")
+	require.Equal(t, sensor.StateResolved, summaries[1].State)
+	require.Equal(t, first.AlertID, summaries[1].AlertID)
+	require.Equal(t, t0.Add(300*time.Second+time.Hour), *summaries[1].ResolvedAt, "the hour from the first alert")
+	require.Regexp(t, `^dev-1: [1-9][0-9]* alerts held back between`, summaries[1].Message)
+	require.True(t, first.StartedAt.After(series[2].StartedAt), "the summary opens with the fourth alert")
+	// Three alerts in the first hour, three again in the next.
+	var firstHour int
+	for _, e := range series {
+		if e.StartedAt.Before(t0.Add(300*time.Second + time.Hour)) {
+			firstHour++
+		}
+	}
+	require.Equal(t, 3, firstHour)
+	require.LessOrEqual(t, len(series), 6)
+	for _, e := range a {
+		if e.State == sensor.StateResolved && e.Kind != KindCeiling {
+			require.True(t, containsID(series, e.AlertID), "a held-back alert is never resolved in public: %v", e)
+		}
+	}
+}
+
+func containsID(as []sensor.Alert, id string) bool {
+	for _, a := range as {
+		if a.AlertID == id {
+			return true
+		}
+	}
+	return false
+}
