@@ -19,7 +19,6 @@ type alertState struct {
 	severity  string
 	low, high float64
 	peak      float64
-	held      int32 // readings the alert has been open
 	// quietSince is set while the alert would have resolved but waits
 	// ReopenWithin for the series to stay quiet: a new detection in that
 	// time continues this alert instead of opening another.
@@ -75,7 +74,6 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 		return append(out, d.event(a, r, metric, v, f.Score, sensor.StateOpen))
 	}
 	a.peak = math.Max(a.peak, f.Score)
-	a.held++
 	// An alert lasts as long as the fault: it stays open while the value
 	// lies outside the range expected when it opened, however the scores
 	// (which mark onsets) have settled.
