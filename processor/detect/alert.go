@@ -71,6 +71,7 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 			a.muted = true
 			return out
 		}
+		d.open++
 		return append(out, d.event(a, r, metric, v, f.Score, sensor.StateOpen))
 	}
 	a.peak = math.Max(a.peak, f.Score)
@@ -102,6 +103,7 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 	if a.muted {
 		return out
 	}
+	d.open--
 	ev := d.event(a, r, metric, v, f.Score, sensor.StateResolved)
 	if !a.quietSince.IsZero() { // resolved when it went quiet, published now
 		at := a.quietSince

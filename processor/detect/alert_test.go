@@ -91,3 +91,28 @@ func containsID(as []sensor.Alert, id string) bool {
 	}
 	return false
 }
+
+// OpenAlerts counts the published alerts open now, muted ones not, as the
+// events say, after every reading.
+func TestOpenAlertsFollowsTheEvents(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxAlertsPerHour = 3
+	d := New(cfg)
+	a, b := spikes(3000, 37, 3000), spikes(3000, 53, 3000)
+	open := map[string]bool{}
+	for i := range a {
+		r := sensor.Reading{DeviceID: "dev-1", Site: "s", TS: t0.Add(time.Duration(i) * time.Second), Metrics: map[string]float64{"a": a[i], "b": b[i]}}
+		events, _ := d.Observe(&r, nil, nil)
+		for _, e := range events {
+			if e.Kind == KindCeiling {
+				continue
+			}
+			if e.State == sensor.StateOpen {
+				open[e.AlertID] = true
+			} else {
+				delete(open, e.AlertID)
+			}
+		}
+		require.Equal(t, len(open), d.OpenAlerts(), "reading %d", i)
+	}
+}

@@ -172,6 +172,7 @@ type Detector struct {
 	series   map[seriesKey]*Series
 	resolved map[string]*Config // per-series configurations made by rules
 	budgets  map[string]*budget // per device, with -detect.max-alerts-per-hour
+	open     int                // published alerts open now
 }
 
 // New returns a detector; cfg must be valid.
@@ -196,16 +197,9 @@ func (d *Detector) newSeries(device, site, metric string) *Series {
 // Series returns the number of series tracked.
 func (d *Detector) Series() int { return len(d.series) }
 
-// OpenAlerts returns the number of alerts currently open.
-func (d *Detector) OpenAlerts() int {
-	n := 0
-	for _, s := range d.series {
-		if s.alert.open && !s.alert.muted {
-			n++
-		}
-	}
-	return n
-}
+// OpenAlerts returns the number of alerts currently open (kept as they open
+// and resolve: the processor reads it after every batch).
+func (d *Detector) OpenAlerts() int { return d.open }
 
 // Observe feeds one reading, appends the alert events it raises to out and
 // the anomaly score of each of its metrics, in metric-name order, to scores.
