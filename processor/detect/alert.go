@@ -22,7 +22,7 @@ type alertState struct {
 	// quietSince is set while the alert would have resolved but waits
 	// ReopenWithin for the series to stay quiet: a new detection in that
 	// time continues this alert instead of opening another.
-	quietSince time.Time
+	quietSince int64 // Unix nanoseconds; 0: not waiting
 	quietV     float64
 	// muted: the device was past its ceiling when this alert opened; it
 	// is tracked so it cannot reopen every reading, but never published.
@@ -38,12 +38,15 @@ const KindCeiling = "ceiling"
 const ceilingMetric = "alert_ceiling"
 
 // budget counts a device's alert openings per hour (of the readings' time).
+// A device gets one with its first alert.
 type budget struct {
-	windowEnd time.Time
-	opened    int
-	heldBack  int
-	summary   alertState
-	site      string
+	windowEnd    time.Time
+	opened       int32
+	heldBack     int32
+	summaryOpen  bool
+	summaryStart time.Time
+	summaryID    string
+	site         string
 }
 
 // maxHold bounds how long an alert stays open only because the series has
@@ -67,7 +70,7 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 		*a = alertState{open: true, startedAt: r.TS, id: sensor.AlertID(r.DeviceID, metric, r.TS),
 			kind: f.Kind, fall: f.Kind == KindBurst && f.dev < 0, severity: sev, low: f.Low, high: f.High, peak: f.Score}
 		var muted bool
-		if out, muted = d.spend(s.budget, r, out); muted {
+		if out, muted = d.spend(s, r, out); muted {
 			a.muted = true
 			return out
 		}
@@ -81,7 +84,7 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 	away := (v < a.low || v > a.high) && r.TS.Sub(a.startedAt) < maxHold
 	if f.Score >= s.cfg.ResolveScore || f.Hold || away {
 		a.below = 0
-		a.quietSince = time.Time{} // back within ReopenWithin: the same alert goes on
+		a.quietSince = 0 // back within ReopenWithin: the same alert goes on
 		return out
 	}
 	a.below++
@@ -91,11 +94,11 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 	if s.cfg.ReopenWithin > 0 {
 		// Resolve only once the series stayed quiet that long, so an
 		// alert that would resolve and reopen is one alert.
-		if a.quietSince.IsZero() {
-			a.quietSince, a.quietV = r.TS, v
+		if a.quietSince == 0 {
+			a.quietSince, a.quietV = r.TS.UnixNano(), v
 			return out
 		}
-		if r.TS.Sub(a.quietSince) < s.cfg.ReopenWithin {
+		if time.Duration(r.TS.UnixNano()-a.quietSince) < s.cfg.ReopenWithin {
 			return out
 		}
 	}
@@ -105,36 +108,43 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 	}
 	d.open--
 	ev := d.event(a, r, metric, v, f.Score, sensor.StateResolved)
-	if !a.quietSince.IsZero() { // resolved when it went quiet, published now
-		at := a.quietSince
+	if a.quietSince != 0 { // resolved when it went quiet, published now
+		at := time.Unix(0, a.quietSince).UTC()
 		ev.ResolvedAt, ev.Value = &at, a.quietV
 		ev.Message = fmt.Sprintf("%s %s: back to normal at %g after %s (peak score %.2f)", r.DeviceID, metric, a.quietV, at.Sub(a.startedAt), a.peak)
 	}
 	return append(out, ev)
 }
 
-// spend counts an alert opening against the device's hourly ceiling. Past
-// it, the alert is muted (the first muted one opens the device's summary
-// alert, appended to out).
-func (d *Detector) spend(b *budget, r *sensor.Reading, out []sensor.Alert) ([]sensor.Alert, bool) {
+// spend counts an alert opening of series s against its device's hourly
+// ceiling. Past it, the alert is muted (the first muted one opens the
+// device's summary alert, appended to out).
+func (d *Detector) spend(s *Series, r *sensor.Reading, out []sensor.Alert) ([]sensor.Alert, bool) {
 	limit := d.cfg.MaxAlertsPerHour
-	if limit <= 0 || b == nil {
+	if limit <= 0 {
 		return out, false
+	}
+	b := s.budget
+	if b == nil {
+		if b = d.budgets[r.DeviceID]; b == nil {
+			b = &budget{}
+			d.budgets[r.DeviceID] = b
+		}
+		s.budget = b
 	}
 	out = d.endWindow(b, r, out)
 	if b.windowEnd.IsZero() {
 		b.windowEnd = r.TS.Add(time.Hour)
 	}
-	if b.opened < limit {
+	if int(b.opened) < limit {
 		b.opened++
 		return out, false
 	}
 	b.heldBack++
-	if !b.summary.open {
-		b.site = r.Site
-		b.summary = alertState{open: true, startedAt: r.TS, id: sensor.AlertID(r.DeviceID, ceilingMetric, r.TS), kind: KindCeiling,
-			severity: sensor.SeverityWarning, low: nan, high: nan}
-		out = append(out, sensor.Alert{AlertID: b.summary.id, DeviceID: r.DeviceID, Site: r.Site, Metric: ceilingMetric, Kind: KindCeiling,
+	if !b.summaryOpen {
+		b.site, b.summaryOpen, b.summaryStart = r.Site, true, r.TS
+		b.summaryID = sensor.AlertID(r.DeviceID, ceilingMetric, r.TS)
+		out = append(out, sensor.Alert{AlertID: b.summaryID, DeviceID: r.DeviceID, Site: r.Site, Metric: ceilingMetric, Kind: KindCeiling,
 			Severity: sensor.SeverityWarning, State: sensor.StateOpen, TS: r.TS, StartedAt: r.TS,
 			Message: fmt.Sprintf("%s raised %d alerts within an hour, its ceiling: further alerts are held back until %s", r.DeviceID, limit, b.windowEnd.UTC().Format(time.RFC3339))})
 	}
@@ -147,11 +157,11 @@ func (d *Detector) endWindow(b *budget, r *sensor.Reading, out []sensor.Alert) [
 	if b == nil || b.windowEnd.IsZero() || r.TS.Before(b.windowEnd) {
 		return out
 	}
-	if b.summary.open {
+	if b.summaryOpen {
 		at := b.windowEnd
-		out = append(out, sensor.Alert{AlertID: b.summary.id, DeviceID: r.DeviceID, Site: b.site, Metric: ceilingMetric, Kind: KindCeiling,
-			Severity: sensor.SeverityWarning, State: sensor.StateResolved, TS: r.TS, StartedAt: b.summary.startedAt, ResolvedAt: &at,
-			Message: fmt.Sprintf("%s: %d alerts held back between %s and %s", r.DeviceID, b.heldBack, b.summary.startedAt.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))})
+		out = append(out, sensor.Alert{AlertID: b.summaryID, DeviceID: r.DeviceID, Site: b.site, Metric: ceilingMetric, Kind: KindCeiling,
+			Severity: sensor.SeverityWarning, State: sensor.StateResolved, TS: r.TS, StartedAt: b.summaryStart, ResolvedAt: &at,
+			Message: fmt.Sprintf("%s: %d alerts held back between %s and %s", r.DeviceID, b.heldBack, b.summaryStart.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))})
 	}
 	*b = budget{}
 	return out

@@ -180,16 +180,12 @@ func New(cfg Config) *Detector {
 	return &Detector{cfg: cfg, series: map[seriesKey]*Series{}, budgets: map[string]*budget{}}
 }
 
-// newSeries creates the state of a series, sharing its device's budget.
+// newSeries creates the state of a series; its device's alert budget
+// comes with the device's first alert.
 func (d *Detector) newSeries(device, site, metric string) *Series {
 	s := &Series{cfg: d.forSeries(device, site, metric)}
 	if d.cfg.MaxAlertsPerHour > 0 {
-		b := d.budgets[device]
-		if b == nil {
-			b = &budget{}
-			d.budgets[device] = b
-		}
-		s.budget = b
+		s.budget = d.budgets[device] // nil until the device's first alert
 	}
 	return s
 }
@@ -214,10 +210,12 @@ func (d *Detector) Observe(r *sensor.Reading, out []sensor.Alert, scores []float
 			s = d.newSeries(r.DeviceID, r.Site, name)
 			d.series[k] = s
 		}
-		b = s.budget
 		f := s.Observe(s.cfg, name, r.TS, v)
 		scores = append(scores, round(f.Score))
 		out = d.transition(s, r, name, v, f, out)
+		if b == nil {
+			b = s.budget
+		}
 	}
 	return d.endWindow(b, r, out), scores
 }
