@@ -181,3 +181,23 @@ func TestSecretsNeverShown(t *testing.T) {
 		}
 	}
 }
+
+// -validate checks a configuration as start-up does and contacts nothing.
+func TestValidateFlag(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, dispatchContext(context.Background(), []string{"-target=bridge,processor", "-validate", "-kafka.brokers=127.0.0.1:1"}, &out, io.Discard))
+	require.Equal(t, "configuration ok: targets=bridge,processor\n", out.String())
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-target=bridge", "-bridge.batch-size=0", "-validate"}, "bridge.batch-size"},
+		{[]string{"-target=processor", "-influx.url=bad", "-validate"}, "influx.url"},
+		{[]string{"-target=simulator", "-log.format=xml", "-validate"}, "-log.format"},
+		{[]string{"-target=nothing", "-validate"}, "-target"},
+	} {
+		err := dispatchContext(context.Background(), tt.args, io.Discard, io.Discard)
+		require.ErrorContains(t, err, "invalid configuration", tt.args)
+		require.ErrorContains(t, err, tt.want, tt.args)
+	}
+}

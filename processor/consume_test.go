@@ -343,3 +343,15 @@ func TestAlertsDoNotWaitForTheStores(t *testing.T) {
 	_, _, violations := f.ledger.snapshot()
 	require.Empty(t, violations)
 }
+
+func TestConfigRejectsASinkWithoutOpen(t *testing.T) {
+	var c Config
+	fs := flag.NewFlagSet("", flag.PanicOnError)
+	c.RegisterFlags(fs)
+	c.Kafka.RegisterFlags(fs)
+	require.NoError(t, fs.Parse(nil))
+	c.Sinks = []sink.Spec{{Name: "broken"}}
+	require.ErrorContains(t, c.Validate(), "a sink without a name or an Open")
+	c.Sinks = []sink.Spec{sink.Fixed("ok", &testSink{l: newLedger()})}
+	require.NoError(t, c.Validate())
+}
