@@ -4,12 +4,12 @@ GO ?= go
 SERVICES := deploy/local/services.sh
 export SENSORFLOW_REQUIRE_SERVICES ?= 1
 
-.PHONY: browser build fuzz bench eval faults run test test-short lint services services-down services-status clean
+.PHONY: browser build fuzz bench eval faults run test test-short lint services services-down services-status tools clean
 
 build: ## build bin/sensorflow
 	CGO_ENABLED=0 $(GO) build -o bin/sensorflow .
 
-test: lint services browser ## start the local servers if needed, run every test with -race, fuzz briefly, then the fault scenarios
+test: lint services browser tools ## start the local servers and build the peer tools if needed, run every test with -race, fuzz briefly, then the fault scenarios
 	SENSORFLOW_REQUIRE_SERVICES=1 $(GO) test -race -count=1 -timeout 40m ./...
 	$(MAKE) fuzz
 	$(MAKE) faults
@@ -48,6 +48,9 @@ lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
 
 services: ## start Mosquitto, Kafka, Cassandra and InfluxDB on loopback (idempotent)
 	$(SERVICES) up
+
+tools: ## build the pinned Prometheus and promtool the tests run (deploy/local/tools.sh; cached in ~/.cache/sensorflow)
+	deploy/local/tools.sh install
 
 services-down: ## stop them
 	$(SERVICES) down

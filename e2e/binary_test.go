@@ -101,6 +101,9 @@ func TestBinaryAllTargetsAndGracefulShutdown(t *testing.T) {
 		return exec.Command(bin, "-health", "-admin.addr", admin).Run()
 	}
 	require.Eventually(t, func() bool { return health() == nil }, 2*time.Minute, 250*time.Millisecond, "never ready")
+	prom := startPrometheus(t, admin)
+	// Malformed payloads, so the dead-letter panel has reasons to show.
+	publishMalformed(t, s)
 
 	var body string
 	require.Eventually(t, func() bool {
@@ -123,6 +126,7 @@ func TestBinaryAllTargetsAndGracefulShutdown(t *testing.T) {
 		require.Positive(t, metricValue(body, name), name)
 	}
 	checkDashboardMetrics(t, body)
+	checkDashboardPromQL(t, prom)
 	resp, err := http.Get("http://" + admin + "/healthz")
 	require.NoError(t, err)
 	resp.Body.Close()

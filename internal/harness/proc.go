@@ -22,6 +22,8 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/sensorflow/sensorflow/internal/testenv"
 )
 
 // Proc is one sensorflow service run as its own process from the real
@@ -71,6 +73,12 @@ func Start(ctx context.Context, bin, logDir, name string, args ...string) (*Proc
 	// Keep the servers' addresses from the environment, drop the rest of
 	// SENSORFLOW_* so flags alone configure the service.
 	cmd.Env = os.Environ()
+	if os.Getenv("SENSORFLOW_INFLUX_TOKEN") == "" {
+		// The local stack's token, which the tests read from its folder.
+		if tok := testenv.Get().InfluxToken; tok != "" {
+			cmd.Env = append(cmd.Env, "SENSORFLOW_INFLUX_TOKEN="+tok)
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)

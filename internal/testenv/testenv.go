@@ -4,7 +4,7 @@
 // sensorflow binary reads (SENSORFLOW_MQTT_URL, SENSORFLOW_KAFKA_BROKERS,
 // SENSORFLOW_CASSANDRA_HOSTS, SENSORFLOW_INFLUX_URL, SENSORFLOW_INFLUX_TOKEN,
 // SENSORFLOW_INFLUX_BUCKET), defaulting to the local stack of `make
-// services`. A test whose server is unreachable is skipped, or fails when
+// services` and the InfluxDB token it made. A test whose server is unreachable is skipped, or fails when
 // SENSORFLOW_REQUIRE_SERVICES=1 (set by `make test` and CI). With -short,
 // every integration test is skipped.
 package testenv
@@ -40,8 +40,48 @@ func Get() Servers {
 		KafkaBrokers:   env("SENSORFLOW_KAFKA_BROKERS", "127.0.0.1:9092"),
 		CassandraHosts: env("SENSORFLOW_CASSANDRA_HOSTS", "127.0.0.1:9042"),
 		InfluxURL:      env("SENSORFLOW_INFLUX_URL", "http://127.0.0.1:8086"),
-		InfluxToken:    os.Getenv("SENSORFLOW_INFLUX_TOKEN"),
+		InfluxToken:    influxToken(),
 		InfluxBucket:   env("SENSORFLOW_INFLUX_BUCKET", "sensorflow"),
+	}
+}
+
+// influxToken is SENSORFLOW_INFLUX_TOKEN, or else the token the local stack
+// of `make services` made (influxdb.token in its folder).
+func influxToken() string {
+	if v := os.Getenv("SENSORFLOW_INFLUX_TOKEN"); v != "" {
+		return v
+	}
+	dir := os.Getenv("SENSORFLOW_SERVICES_DIR")
+	if dir == "" {
+		root, err := repoRoot()
+		if err != nil {
+			return ""
+		}
+		dir = filepath.Join(root, ".services")
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "influxdb.token"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// repoRoot is the nearest folder at or above the working directory that
+// holds go.mod.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
 	}
 }
 
@@ -180,4 +220,31 @@ func PrivateMosquitto(t testing.TB, conf string, ports ...int) {
 			}
 		}
 	}
+}
+
+// Tool returns the path of a pinned peer tool (prometheus, promtool) that
+// deploy/local/tools.sh builds into the shared cache, building it if it is
+// missing (`make test` builds them beforehand). When it cannot be built the
+// test is skipped, or fails under SENSORFLOW_REQUIRE_SERVICES=1.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("runs %s (skipped with -short)", name)
+	}
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(root, "deploy/local/tools.sh"), "path", name)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		msg := fmt.Sprintf("deploy/local/tools.sh path %s: %v\n%s", name, err, stderr.String())
+		if Required() {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return strings.TrimSpace(string(out))
 }
