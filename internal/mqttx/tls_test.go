@@ -1,17 +1,7 @@
 package mqttx_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -22,76 +12,15 @@ import (
 	"github.com/sensorflow/sensorflow/internal/testenv"
 )
 
-// pki is a CA made by the test, with the files of its certificates.
-type pki struct {
-	dir    string
-	caCert *x509.Certificate
-	caKey  *ecdsa.PrivateKey
-}
-
-func newPKI(t *testing.T, name string) *pki {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	p := &pki{dir: t.TempDir(), caCert: cert, caKey: key}
-	p.write(t, "ca.pem", "CERTIFICATE", der)
-	return p
-}
-
-func (p *pki) write(t *testing.T, name, kind string, der []byte) string {
-	path := filepath.Join(p.dir, name)
-	require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600))
-	return path
-}
-
-// issue signs a certificate for a server (with loopback names) or a
-// client, and returns the paths of its certificate and key.
-func (p *pki) issue(t *testing.T, name string, server bool) (certPath, keyPath string) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.DNSNames = []string{"localhost", "mqtt.sensorflow.test"}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &key.PublicKey, p.caKey)
-	require.NoError(t, err)
-	kder, err := x509.MarshalECPrivateKey(key)
-	require.NoError(t, err)
-	return p.write(t, name+".pem", "CERTIFICATE", der), p.write(t, name+".key", "EC PRIVATE KEY", kder)
-}
-
 // MQTT over TLS against a real Mosquitto with a CA generated here: server
 // authentication, the server name, and client certificates.
 func TestTLSAgainstMosquitto(t *testing.T) {
-	ca := newPKI(t, "Sensorflow test CA")
-	other := newPKI(t, "Some other CA")
-	srvCert, srvKey := ca.issue(t, "mosquitto", true)
-	cliCert, cliKey := ca.issue(t, "dev-00001", false)
-	strangerCert, strangerKey := other.issue(t, "dev-00002", false)
-	caFile := filepath.Join(ca.dir, "ca.pem")
+	ca := testenv.NewPKI(t, "Sensorflow test CA")
+	other := testenv.NewPKI(t, "Some other CA")
+	srvCert, srvKey := ca.Issue(t, "mosquitto", true)
+	cliCert, cliKey := ca.Issue(t, "dev-00001", false)
+	strangerCert, strangerKey := other.Issue(t, "dev-00002", false)
+	caFile := ca.CA()
 
 	tlsPort, mtlsPort := testenv.FreePort(t), testenv.FreePort(t)
 	testenv.PrivateMosquitto(t, fmt.Sprintf(`per_listener_settings true
@@ -160,7 +89,7 @@ require_certificate true
 	})
 	t.Run("a server signed by another CA is refused", func(t *testing.T) {
 		c := mqttx.Config{URL: tlsURL}
-		c.TLS.CAFile = filepath.Join(other.dir, "ca.pem")
+		c.TLS.CAFile = other.CA()
 		_, err := connect(c)
 		require.ErrorContains(t, err, "certificate signed by unknown authority")
 	})
