@@ -86,7 +86,7 @@ func (c *RunConfig) sinks(log *slog.Logger) ([]sink.Spec, *dashboard.Hub, error)
 		if err := c.Influx.Validate(); err != nil {
 			return nil, nil, err
 		}
-		specs = append(specs, c.Influx.Spec())
+		specs = append(specs, c.Influx.Spec(log))
 	}
 	if c.Cassandra.Enabled {
 		if err := c.Cassandra.Validate(); err != nil {

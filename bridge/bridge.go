@@ -145,6 +145,14 @@ func (b *Bridge) Run(ctx context.Context) error {
 		return err
 	}
 	b.kafkaUp.Store(true)
+	// A refused password or an untrusted certificate stops the bridge here,
+	// with the broker's answer, before paho's clients retry in silence.
+	if err := b.cfg.MQTT.Preflight(ctx, b.log, b.cfg.ClientID+"-preflight"); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return b.forward(gctx) })
 	if b.cfg.ForwardAlerts {

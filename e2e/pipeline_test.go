@@ -122,7 +122,7 @@ func (s *stack) startServices(t *testing.T, ctx context.Context) *prometheus.Reg
 	pc := s.processor
 	pc.Sinks = nil
 	if s.influx.Enabled {
-		pc.Sinks = append(pc.Sinks, s.influx.Spec())
+		pc.Sinks = append(pc.Sinks, s.influx.Spec(slog.Default()))
 	}
 	if s.cassandra.Enabled {
 		pc.Sinks = append(pc.Sinks, s.cassandra.Spec(log))

@@ -146,4 +146,3 @@ func checkDashboardPromQL(t *testing.T, base string) {
 	}
 	require.Equal(t, 4, rules, "the rules of deploy/prometheus/rules.yml are loaded")
 }
-

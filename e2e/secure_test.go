@@ -211,4 +211,69 @@ from(bucket: "sensorflow")
 	t.Logf("secured pipeline: %d readings acknowledged; temperature points: %d in InfluxDB (https, token), %d in Cassandra (TLS, PasswordAuthenticator)", count, inInflux, inCassandra)
 	require.Equal(t, count, inInflux)
 	require.Equal(t, count, inCassandra)
+
+	checkRefusals(t, s, bin)
+}
+
+// refusals: a wrong password or an untrusted certificate stops the service
+// at once with an error naming the server and the cause, never a retry loop.
+func checkRefusals(t *testing.T, s *securedStack, bin string) {
+	other := testenv.NewPKI(t, "Some other CA")
+	bad := filepath.Join(s.dir, "wrong-password")
+	require.NoError(t, os.WriteFile(bad, []byte("not-the-password\n"), 0o600))
+	cases := []struct {
+		name, target string
+		override     []string
+		want         []string // in the error, in order
+	}{
+		{"kafka password", "bridge", []string{"-kafka.sasl.password-file", bad}, []string{"kafka " + s.kafka, "SASL Authentication Failed"}},
+		{"kafka certificate", "processor", []string{"-kafka.tls.ca", other.CA()}, []string{"kafka " + s.kafka, "x509: certificate signed by unknown authority"}},
+		{"cassandra password", "processor", []string{"-cassandra.password-file", bad}, []string{"cassandra at " + s.cassandra, "password are incorrect"}},
+		{"cassandra certificate", "processor", []string{"-cassandra.tls.ca", other.CA()}, []string{"cassandra at " + s.cassandra, "x509: certificate signed by unknown authority"}},
+		{"influxdb token", "processor", []string{"-influx.token-file", bad}, []string{"influxdb https://" + s.influx, "401 Unauthorized"}},
+		{"influxdb certificate", "processor", []string{"-influx.tls.ca", other.CA()}, []string{"influxdb https://" + s.influx, "x509: certificate signed by unknown authority"}},
+		{"mqtt password", "bridge", []string{"-mqtt.password-file", bad}, []string{"mqtt broker ssl://" + s.mqtt, "not Authorized"}},
+		{"mqtt certificate", "simulator", []string{"-mqtt.tls.ca", other.CA()}, []string{"mqtt broker ssl://" + s.mqtt, "x509: certificate signed by unknown authority"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			user := "sensorflow-bridge"
+			if c.target == "simulator" {
+				user = "sensorflow-simulator"
+			}
+			// The last occurrence of a flag wins.
+			args := append(s.flags(user), "-target", c.target, "-admin.addr", freeAddr(t), "-dashboard.addr", "",
+				"-log.format", "text", "-processor.group", testenv.Unique("refused"), "-cassandra.keyspace", testenv.Unique("refused"),
+				"-simulator.count", "10")
+			args = append(args, c.override...)
+			cmd := exec.Command(bin, args...)
+			var out syncBuffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			require.NoError(t, cmd.Start())
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				require.Error(t, err, "%s", out.String())
+			case <-time.After(2 * time.Minute):
+				_ = cmd.Process.Kill()
+				t.Fatalf("still running: the refusal is retried instead of reported\n%s", out.String())
+			}
+			var last string
+			for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+				if strings.HasPrefix(line, "sensorflow: ") {
+					last = line
+				}
+			}
+			require.NotEmpty(t, last, "no error line:\n%s", out.String())
+			rest := last
+			for _, w := range c.want {
+				i := strings.Index(rest, w)
+				require.GreaterOrEqual(t, i, 0, "%q missing from %q", w, last)
+				rest = rest[i+len(w):]
+			}
+			require.NotContains(t, out.String(), "msg=retrying", "a refusal is not retried")
+			t.Logf("%s", last)
+		})
+	}
 }

@@ -111,7 +111,10 @@ func (p *Processor) Ready() error {
 // before Run returns.
 func (p *Processor) Run(ctx context.Context) error {
 	if err := p.cfg.Kafka.AwaitTopics(ctx, p.log); err != nil {
-		return nil // ctx ended
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err // refused credentials or an untrusted certificate
 	}
 	defer func() {
 		if err := p.sinks.Close(); err != nil {

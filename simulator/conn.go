@@ -40,6 +40,11 @@ func (s *Simulator) connect(ctx context.Context, fleet []*device) ([]*conn, erro
 		n = s.autoConnections()
 	}
 	perDevice := n == len(fleet)
+	// A refused password or an untrusted certificate ends the run here, with
+	// the broker's answer, before the fleet's clients retry in silence.
+	if err := s.cfg.MQTT.Preflight(ctx, s.log, s.cfg.ClientPrefix+"-preflight"); err != nil {
+		return nil, err
+	}
 	conns := make([]*conn, n)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(32)

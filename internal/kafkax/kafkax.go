@@ -222,13 +222,24 @@ func (c *Config) EnsureTopics(ctx context.Context) error {
 	}
 }
 
-// AwaitTopics runs EnsureTopics until it succeeds, retrying with backoff
-// while Kafka is unreachable (each attempt bounded to 15 s). It returns
-// nil once the topics are there, or ctx's error.
+// AwaitTopics asks Kafka for its metadata and runs EnsureTopics until both
+// succeed, retrying with backoff while Kafka is unreachable (each attempt
+// bounded to 15 s). It returns nil once the topics are there, ctx's error,
+// or at once an error naming the brokers and the cause when Kafka refuses
+// the credentials or one side does not trust the other's certificate
+// (retry.Fatal): asking for metadata first surfaces that cause, which
+// kafka-go's CreateTopics reports only as "Broker Not Available".
 func (c *Config) AwaitTopics(ctx context.Context, log *slog.Logger) error {
 	return retry.Forever(ctx, log, "creating kafka topics", func() error {
 		actx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
+		cl, err := c.Client()
+		if err != nil {
+			return retry.Permanent(err)
+		}
+		if _, err := cl.Metadata(actx, &kafka.MetadataRequest{}); err != nil {
+			return fmt.Errorf("kafka %s: %w", c.Brokers, err)
+		}
 		return c.EnsureTopics(actx)
 	})
 }

@@ -21,7 +21,8 @@ type Policy struct {
 var Default = Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
 
 // Forever runs op until it returns nil or ctx ends (then it returns the
-// context's error). Each failure is passed to onErr (may be nil) and logged
+// context's error), or until op returns an error that is Permanent or Fatal
+// (a refused credential or an untrusted certificate), which it returns. Each failure is passed to onErr (may be nil) and logged
 // as a warning with what, throttled to one line per 10 s.
 func (p Policy) Forever(ctx context.Context, log *slog.Logger, what string, op func() error, onErr func(error)) error {
 	b := backoff.NewExponentialBackOff()
@@ -29,7 +30,11 @@ func (p Policy) Forever(ctx context.Context, log *slog.Logger, what string, op f
 	var lastLog time.Time
 	failures := 0
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
-		return struct{}{}, op()
+		err := op()
+		if Fatal(err) {
+			return struct{}{}, backoff.Permanent(err)
+		}
+		return struct{}{}, err
 	},
 		backoff.WithBackOff(b),
 		backoff.WithMaxElapsedTime(0),

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -13,6 +16,7 @@ import (
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	"github.com/influxdata/influxdb-client-go/v2/api"
 
+	"github.com/sensorflow/sensorflow/internal/retry"
 	"github.com/sensorflow/sensorflow/internal/tlsx"
 )
 
@@ -62,18 +66,25 @@ func (c *InfluxConfig) Validate() error {
 	return nil
 }
 
+func (c *InfluxConfig) token() (string, error) {
+	if c.TokenFile == "" {
+		return c.Token, nil
+	}
+	b, err := os.ReadFile(c.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("reading influx.token-file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
 // NewClient returns an InfluxDB client for these settings; the caller closes it.
 func (c *InfluxConfig) NewClient() (influxdb2.Client, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	token := c.Token
-	if c.TokenFile != "" {
-		b, err := os.ReadFile(c.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading influx.token-file: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
+	token, err := c.token()
+	if err != nil {
+		return nil, err
 	}
 	opts := influxdb2.DefaultOptions().
 		SetHTTPRequestTimeout(uint(c.Timeout / time.Second)).
@@ -100,10 +111,59 @@ type Influx struct {
 	batch  int
 }
 
-// Spec returns the sink's Spec for the processor: opening it connects
-// nothing yet (the client connects on the first write).
-func (c InfluxConfig) Spec() Spec {
-	return Spec{Name: "influx", Open: func(context.Context) (Sink, error) { return NewInflux(c) }}
+// Spec returns the sink's Spec for the processor: opening it runs
+// Preflight, retrying with backoff while InfluxDB is unreachable, until ctx
+// ends. A refused token, an untrusted certificate or a missing bucket ends
+// Open at once with the server's answer.
+func (c InfluxConfig) Spec(log *slog.Logger) Spec {
+	return Spec{Name: "influx", Open: func(ctx context.Context) (Sink, error) {
+		if err := retry.Forever(ctx, log, "connecting to influxdb", func() error { return c.Preflight(ctx) }); err != nil {
+			return nil, err
+		}
+		return NewInflux(c)
+	}}
+}
+
+// Preflight sends InfluxDB an empty write to the bucket: it answers 204
+// when the token may write there, and stores nothing. Errors name the URL
+// and carry InfluxDB's own message; a refused token or a missing bucket is
+// marked permanent.
+func (c *InfluxConfig) Preflight(ctx context.Context) error {
+	if err := c.Validate(); err != nil {
+		return retry.Permanent(err)
+	}
+	token, err := c.token()
+	if err != nil {
+		return retry.Permanent(err)
+	}
+	tc, err := c.TLS.Build()
+	if err != nil {
+		return retry.Permanent(fmt.Errorf("influx tls: %w", err))
+	}
+	q := url.Values{"org": {c.Org}, "bucket": {c.Bucket}, "precision": {"ns"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.URL, "/")+"/api/v2/write?"+q.Encode(), http.NoBody)
+	if err != nil {
+		return retry.Permanent(fmt.Errorf("influxdb %s: %w", c.URL, err))
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Token "+token)
+	}
+	cl := &http.Client{Timeout: c.Timeout, Transport: &http.Transport{TLSClientConfig: tc}}
+	defer cl.CloseIdleConnections()
+	resp, err := cl.Do(req)
+	if err != nil {
+		return fmt.Errorf("influxdb %s: %w", c.URL, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	switch {
+	case resp.StatusCode/100 == 2:
+		return nil
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusNotFound:
+		return retry.Permanent(fmt.Errorf("influxdb %s refused a write to bucket %q of org %q: %s: %s", c.URL, c.Bucket, c.Org, resp.Status, strings.TrimSpace(string(body))))
+	default:
+		return fmt.Errorf("influxdb %s: %s: %s", c.URL, resp.Status, strings.TrimSpace(string(body)))
+	}
 }
 
 // NewInflux returns an InfluxDB sink. It does not connect.
