@@ -50,7 +50,7 @@ services: ## start Mosquitto, Kafka, Cassandra and InfluxDB on loopback (idempot
 	$(SERVICES) up
 
 tools: ## build the pinned Prometheus and promtool the tests run (deploy/local/tools.sh; cached in ~/.cache/sensorflow)
-	deploy/local/tools.sh install
+	deploy/local/tools.sh install prometheus promtool
 
 services-down: ## stop them
 	$(SERVICES) down
@@ -67,6 +67,7 @@ run: services ## start the local servers and run simulator, bridge and processor
 BENCHFLAGS ?=
 bench: services build ## throughput, latency and cost against ceilings measured in the same run: out/bench.{txt,json,svg}
 	@mkdir -p out
+	deploy/local/tools.sh install telegraf
 	set -o pipefail; $(GO) run ./bench -out out $(BENCHFLAGS) | tee out/bench.txt
 	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count 5 ./processor/detect/ ./internal/sensor/ | tee out/bench-micro.txt
 	set -o pipefail; $(GO) test -run '^$$' -bench 'SinkVsPlain' -benchtime 40000x -count 1 ./processor/sink/ | tee -a out/bench-micro.txt

@@ -64,6 +64,9 @@ type config struct {
 	e2eDuration  time.Duration
 	e2eCassandra bool
 
+	peers    bool
+	telegraf string
+
 	scaleSeries string
 	simDevices  int
 	simDuration time.Duration
@@ -92,6 +95,8 @@ func main() {
 	fs.IntVar(&cfg.e2ePerDevice, "e2e.per-device", 10, "Readings/s each device publishes in the end-to-end runs (devices = rate / this).")
 	fs.DurationVar(&cfg.e2eDuration, "e2e.duration", 60*time.Second, "Length of the end-to-end run.")
 	fs.BoolVar(&cfg.e2eCassandra, "e2e.cassandra", false, "Archive to Cassandra too in the end-to-end run (on a 2-core machine Cassandra alone tops out below 20,000 readings/s of two metrics).")
+	fs.BoolVar(&cfg.peers, "peers", true, "Run Telegraf next to the bridge (mqtt_consumer → kafka) and the processor (kafka_consumer → influxdb_v2) on the same load, and print its rows.")
+	fs.StringVar(&cfg.telegraf, "telegraf", "", "Telegraf binary for the peer rows (empty: the one deploy/local/tools.sh builds).")
 	fs.StringVar(&cfg.scaleSeries, "scale.series", "100000,1000000", "Series counts the detector's memory is measured at.")
 	fs.IntVar(&cfg.simDevices, "simulator.devices", 100000, "Devices of the simulator scale run.")
 	fs.DurationVar(&cfg.simDuration, "simulator.duration", 20*time.Second, "Length of the simulator scale run.")

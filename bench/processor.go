@@ -242,6 +242,11 @@ func (b *bench) processor(ctx context.Context) error {
 		Note: fmt.Sprintf("%d readings (2 metrics, 2 lines each) per round, best of %d; ceiling: the same line protocol pre-encoded, %d-line requests, one writer", n, b.cfg.rounds, influxLines)})
 	b.add(result{Section: "processor", Name: "CPU per reading (InfluxDB)", Value: lowest(cpuPer), Unit: "µs"})
 	b.add(result{Section: "processor", Name: "peak RSS (InfluxDB)", Value: float64(peak) / (1 << 20), Unit: "MiB"})
+	if b.cfg.peers {
+		if err := b.telegrafProcessor(ctx, n, best(ceil), best(rate), lowest(cpuPer)); err != nil {
+			b.add(result{Section: "processor", Name: "error", Note: "peer Telegraf: " + err.Error()})
+		}
+	}
 	return nil
 }
 
