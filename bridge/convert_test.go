@@ -2,12 +2,14 @@ package bridge
 
 import (
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -43,7 +45,7 @@ func TestConvert(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, reason := b.convert(tt.topic, []byte(tt.payload), now)
+			m, reason := b.convert(tt.topic, []byte(tt.payload), now, nil)
 			require.Equal(t, tt.wantTopic, m.Topic)
 			require.Equal(t, tt.reason, reason)
 			require.Equal(t, tt.wantKey, string(m.Key))
@@ -65,7 +67,7 @@ func TestConvert(t *testing.T) {
 func TestDeadLetterTruncatesHugePayloads(t *testing.T) {
 	b := newTestBridge(t)
 	payload := []byte(strings.Repeat("x", 10<<20))
-	m, reason := b.convert("sensorflow/s/d/telemetry", payload, time.Now())
+	m, reason := b.convert("sensorflow/s/d/telemetry", payload, time.Now(), nil)
 	require.Equal(t, sensor.ReasonPayloadTooLarge, reason)
 	require.Len(t, m.Value, kafkax.MaxDeadLetterPayload)
 	h := kafkax.HeaderMap(m)
@@ -76,7 +78,7 @@ func TestDeadLetterTruncatesHugePayloads(t *testing.T) {
 func TestDeadLetterCutsLongTopics(t *testing.T) {
 	b := newTestBridge(t)
 	topic := "sensorflow/" + strings.Repeat("a", 5000) + "/d/telemetry"
-	m, _ := b.convert(topic, []byte(`{}`), time.Now())
+	m, _ := b.convert(topic, []byte(`{}`), time.Now(), nil)
 	require.Len(t, kafkax.HeaderMap(m)["source_topic"], 1024)
 }
 
@@ -112,4 +114,50 @@ func TestRecentForgetsTheOldest(t *testing.T) {
 	if r.add("d") {
 		t.Fatal("d was seen")
 	}
+}
+
+// fakeMessage is an MQTT message for convertBatch.
+type fakeMessage struct {
+	mqtt.Message
+	topic   string
+	payload []byte
+}
+
+func (m fakeMessage) Topic() string   { return m.topic }
+func (m fakeMessage) Payload() []byte { return m.payload }
+
+// A batch's messages share one buffer for their keys and values: every
+// message keeps its own bytes however often the buffer grows, rejected
+// messages among them.
+func TestConvertBatchSharedBuffer(t *testing.T) {
+	b := newTestBridge(t)
+	bt := &chunk{}
+	const n = 300
+	for i := range n {
+		dev := fmt.Sprintf("dev-%d%s", i, strings.Repeat("x", i%40))
+		payload := fmt.Sprintf(`{"seq":%d,"metrics":{"temperature":%d.5,"humidity":%d}}`, i, i, 100-i%50)
+		if i%7 == 3 {
+			payload = `{"metrics":{"t":"x"}}`
+		}
+		bt.in = append(bt.in, fakeMessage{topic: "sensorflow/plant-1/" + dev + "/telemetry", payload: []byte(payload)})
+	}
+	b.convertBatch(bt)
+	require.Len(t, bt.out, n)
+	for i, m := range bt.out {
+		dev := fmt.Sprintf("dev-%d%s", i, strings.Repeat("x", i%40))
+		require.Equal(t, dev, string(m.Key), i)
+		if i%7 == 3 {
+			require.Equal(t, "sensorflow.deadletter", m.Topic, i)
+			continue
+		}
+		r, err := sensor.ParseReading(m.Value)
+		require.NoError(t, err, i)
+		require.Equal(t, dev, r.DeviceID)
+		require.Equal(t, int64(i), r.Seq)
+		require.Equal(t, float64(i)+0.5, r.Metrics["temperature"])
+		require.Equal(t, float64(100-i%50), r.Metrics["humidity"])
+		require.Equal(t, len(m.Key), cap(m.Key), "a key cannot grow into its neighbour")
+		require.Equal(t, len(m.Value), cap(m.Value), "a value cannot grow into its neighbour")
+	}
+	require.Equal(t, n-(n+3)/7, bt.forwarded)
 }

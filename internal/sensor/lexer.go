@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -98,7 +99,7 @@ func (l *lexer) key() (string, error) {
 		}
 		return "", l.syntax("where an object key belongs")
 	}
-	k, err := l.str()
+	k, err := l.text(true)
 	if err != nil {
 		return "", err
 	}
@@ -110,7 +111,12 @@ func (l *lexer) key() (string, error) {
 }
 
 // str reads a string starting at its opening quote.
-func (l *lexer) str() (string, error) {
+func (l *lexer) str() (string, error) { return l.text(false) }
+
+// text reads a string starting at its opening quote; with intern, an
+// unescaped one comes from the table of names seen before (object keys and
+// metric names repeat in every payload; values such as ts do not).
+func (l *lexer) text(intern bool) (string, error) {
 	start := l.i
 	l.i++
 	escaped := false
@@ -120,6 +126,9 @@ func (l *lexer) str() (string, error) {
 		case c == '"':
 			l.i++
 			if !escaped {
+				if intern {
+					return internName(l.b[start+1 : l.i-1]), nil
+				}
 				return string(l.b[start+1 : l.i-1]), nil
 			}
 			// Escapes are rare in ids and names: let encoding/json
@@ -294,7 +303,12 @@ func (l *lexer) metricsValue() (map[string]float64, error) {
 		if _, dup := m[name]; dup {
 			return nil, reject(ReasonDuplicateKey, "metric %q appears twice", name)
 		}
-		n, err := l.numberValue("metric " + strconv.Quote(name))
+		var n []byte
+		if c := l.peek(); c == '-' || '0' <= c && c <= '9' {
+			n, err = l.number()
+		} else { // the error's wording is built only when it is needed
+			n, err = l.numberValue("metric " + strconv.Quote(name))
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -328,4 +342,40 @@ func nonZeroMantissa(n []byte) bool {
 		}
 	}
 	return false
+}
+
+// names interns object keys and metric names, so decoding a payload does not
+// allocate a string for each. It holds at most maxNames names of at most
+// maxNameLen bytes: hostile payloads with ever new keys fill it once, and
+// then names are simply allocated again.
+var names struct {
+	sync.RWMutex
+	m map[string]string
+}
+
+const (
+	maxNames   = 4096
+	maxNameLen = 64
+)
+
+func internName(b []byte) string {
+	if len(b) > maxNameLen {
+		return string(b)
+	}
+	names.RLock()
+	s, ok := names.m[string(b)] // no allocation: the compiler looks up the bytes
+	names.RUnlock()
+	if ok {
+		return s
+	}
+	s = string(b)
+	names.Lock()
+	if names.m == nil {
+		names.m = make(map[string]string)
+	}
+	if len(names.m) < maxNames {
+		names.m[s] = s
+	}
+	names.Unlock()
+	return s
 }

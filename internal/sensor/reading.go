@@ -65,7 +65,8 @@ func (r *Reading) AppendJSON(b []byte) []byte {
 	b = append(b, `","seq":`...)
 	b = strconv.AppendInt(b, r.Seq, 10)
 	b = append(b, `,"metrics":{`...)
-	for i, name := range r.MetricNames() {
+	var names [8]string // on the stack for readings of up to 8 metrics
+	for i, name := range r.AppendMetricNames(names[:0]) {
 		if i > 0 {
 			b = append(b, ',')
 		}
