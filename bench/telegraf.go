@@ -121,6 +121,19 @@ func awaitTopicEnd(ctx context.Context, k kafkax.Config, topic string, partition
 	}
 }
 
+// telegrafAgent is the agent section of both configurations: batches of
+// batch metrics, a buffer that never drops, a flush at least every second.
+func telegrafAgent(batch int) string {
+	return fmt.Sprintf(`[agent]
+  metric_batch_size = %d
+  metric_buffer_limit = 1000000
+  flush_interval = "1s"
+  flush_jitter = "0s"
+  omit_hostname = true
+  quiet = true
+`, batch)
+}
+
 // telegrafBridgeConf configures mqtt_consumer → kafka the way Telegraf's
 // docs recommend for delivery guarantees: a persistent session, QoS 1, and
 // max_undelivered_messages, so a message is acknowledged to the broker only
@@ -128,14 +141,7 @@ func awaitTopicEnd(ctx context.Context, k kafkax.Config, topic string, partition
 // acks=all). Payloads are parsed as JSON with the reading's time, and the
 // message key is the topic, so a device's readings stay in one partition.
 func (b *bench) telegrafBridgeConf(id, prefix, topic string) string {
-	return fmt.Sprintf(`[agent]
-  metric_batch_size = 1000
-  metric_buffer_limit = 1000000
-  flush_interval = "1s"
-  flush_jitter = "0s"
-  omit_hostname = true
-  quiet = true
-
+	return telegrafAgent(1000) + fmt.Sprintf(`
 [[inputs.mqtt_consumer]]
   servers = [%q]
   topics = ["%s/+/+/telemetry"]
@@ -266,14 +272,7 @@ func committed(ctx context.Context, k kafkax.Config, group, topic string, partit
 // device and site as tags, offsets marked only once InfluxDB took the write
 // (max_undelivered_messages).
 func (b *bench) telegrafProcessorConf(group, topic string) string {
-	return fmt.Sprintf(`[agent]
-  metric_batch_size = 5000
-  metric_buffer_limit = 1000000
-  flush_interval = "1s"
-  flush_jitter = "0s"
-  omit_hostname = true
-  quiet = true
-
+	return telegrafAgent(5000) + fmt.Sprintf(`
 [[inputs.kafka_consumer]]
   brokers = [%q]
   topics = [%q]
