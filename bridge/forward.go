@@ -82,7 +82,10 @@ func (b *Bridge) forward(ctx context.Context) error {
 		b.m.connected.Set(0)
 	}()
 
-	w, err := b.cfg.Kafka.Writer(b.cfg.BatchSize, b.cfg.Linger)
+	// The collector below lingers (-bridge.linger) and hands over whole
+	// batches: kafka-go must not wait again for its partition batches to
+	// fill, which would add up to a linger to every write.
+	w, err := b.cfg.Kafka.Writer(b.cfg.BatchSize, 0)
 	if err != nil {
 		return err
 	}

@@ -152,7 +152,8 @@ func (c *Config) Client() (*kafka.Client, error) {
 // after at most linger instead of kafka-go's 1 s default. With linger 0 a
 // write goes out as soon as its messages are in: the caller batches (see
 // internal/batch), so a synchronous WriteMessages never waits for a batch to
-// fill. Messages must name their topic. The caller closes the writer.
+// fill. batchSize is the most messages the caller passes to one
+// WriteMessages. Messages must name their topic. The caller closes the writer.
 func (c *Config) Writer(batchSize int, linger time.Duration) (*kafka.Writer, error) {
 	if linger <= 0 {
 		// kafka-go reads 0 as its 1 s default; a nanosecond flushes each
@@ -163,11 +164,20 @@ func (c *Config) Writer(batchSize int, linger time.Duration) (*kafka.Writer, err
 	if err != nil {
 		return nil, err
 	}
+	// kafka-go's BatchSize is per partition, and it allocates that many
+	// messages for every partition batch it starts. A call of batchSize
+	// messages spreads over the topic's partitions: twice the even share
+	// holds a partition's part of it, and a larger part goes out in a
+	// second request, in order.
+	perPartition := batchSize
+	if c.Partitions > 1 {
+		perPartition = min(batchSize, max(64, 2*((batchSize+c.Partitions-1)/c.Partitions)))
+	}
 	return &kafka.Writer{
 		Addr:                   kafka.TCP(c.BrokerList()...),
 		Balancer:               kafka.Murmur2Balancer{},
 		RequiredAcks:           kafka.RequireAll,
-		BatchSize:              batchSize,
+		BatchSize:              perPartition,
 		BatchBytes:             16 << 20,
 		BatchTimeout:           linger,
 		MaxAttempts:            3,
