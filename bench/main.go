@@ -101,16 +101,23 @@ func main() {
 	fs.IntVar(&cfg.simDevices, "simulator.devices", 100000, "Devices of the simulator scale run.")
 	fs.DurationVar(&cfg.simDuration, "simulator.duration", 20*time.Second, "Length of the simulator scale run.")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: go run ./bench [flags]\n\nMeasures Sensorflow against ceilings measured in the same run, on the servers named by SENSORFLOW_MQTT_URL, SENSORFLOW_KAFKA_BROKERS, SENSORFLOW_CASSANDRA_HOSTS and SENSORFLOW_INFLUX_URL/_TOKEN/_BUCKET (default: the local servers of `make services`).\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: go run ./bench [flags]\n\nMeasures Sensorflow against ceilings measured in the same run, on the servers named by SENSORFLOW_MQTT_URL, SENSORFLOW_KAFKA_BROKERS, SENSORFLOW_CASSANDRA_HOSTS and SENSORFLOW_INFLUX_URL/_TOKEN/_BUCKET (default: the local servers of `make services`; InfluxDB bucket sensorflow-bench).\n\n")
 		fs.PrintDefaults()
 	}
 	_ = fs.Parse(os.Args[1:])
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	srv := testenv.Get()
+	if os.Getenv("SENSORFLOW_INFLUX_BUCKET") == "" {
+		// Its own bucket, with a one-hour retention (deploy/local/services.sh
+		// makes it): the bench's millions of points would slow the tests'
+		// queries of the main bucket.
+		srv.InfluxBucket = "sensorflow-bench"
+	}
 	b := &bench{
 		cfg: cfg,
-		srv: testenv.Get(),
+		srv: srv,
 		id:  testenv.Unique("bench"),
 		log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}

@@ -378,15 +378,26 @@ start_influxdb() {
 }
 
 # setup_influxdb makes the org, the bucket and the token, once (GET
-# /api/v2/setup says whether the server still allows it).
+# /api/v2/setup says whether the server still allows it), and the bucket
+# `make bench` writes to, with a one-hour retention, so that its millions of
+# points neither pile up nor slow the tests' queries of the main bucket.
 setup_influxdb() {
-  local url allowed curl=(curl -fsS)
-  url=$(influx_url)/api/v2/setup
+  local base allowed org curl=(curl -fsS) token
+  base=$(influx_url)/api/v2
   [[ -z $TLS_DIR ]] || curl+=(--cacert "$TLS_DIR/ca.pem")
-  allowed=$("${curl[@]}" "$url" 2>/dev/null) || return 1
-  [[ $allowed == *'"allowed": false'* || $allowed == *'"allowed":false'* ]] && return 0
-  "${curl[@]}" -o "$DIR/log/influxdb-setup.json" -XPOST "$url" -H 'Content-Type: application/json' \
-    -d "{\"username\":\"sensorflow\",\"password\":\"$(head -c 16 /dev/urandom | base64 | tr -d '/+=')\",\"org\":\"sensorflow\",\"bucket\":\"sensorflow\",\"token\":\"$(cat "$INFLUX_TOKEN_FILE")\"}" 2>/dev/null
+  allowed=$("${curl[@]}" "$base/setup" 2>/dev/null) || return 1
+  token=$(cat "$INFLUX_TOKEN_FILE")
+  if [[ $allowed != *'"allowed": false'* && $allowed != *'"allowed":false'* ]]; then
+    "${curl[@]}" -o "$DIR/log/influxdb-setup.json" -XPOST "$base/setup" -H 'Content-Type: application/json' \
+      -d "{\"username\":\"sensorflow\",\"password\":\"$(head -c 16 /dev/urandom | base64 | tr -d '/+=')\",\"org\":\"sensorflow\",\"bucket\":\"sensorflow\",\"token\":\"$token\"}" 2>/dev/null || return 1
+  fi
+  "${curl[@]}" -H "Authorization: Token $token" "$base/buckets?org=sensorflow&name=sensorflow-bench" 2>/dev/null |
+    grep -q '"name": *"sensorflow-bench"' && return 0
+  org=$("${curl[@]}" -H "Authorization: Token $token" "$base/orgs?org=sensorflow" 2>/dev/null |
+    sed -n 's/^[[:space:]]*"id": *"\([0-9a-f]*\)",*$/\1/p' | head -1)
+  [[ -n $org ]] || return 1
+  "${curl[@]}" -o /dev/null -XPOST "$base/buckets" -H "Authorization: Token $token" -H 'Content-Type: application/json' \
+    -d "{\"orgID\":\"$org\",\"name\":\"sensorflow-bench\",\"retentionRules\":[{\"type\":\"expire\",\"everySeconds\":3600}]}" 2>/dev/null
 }
 
 influx_url() { if [[ -n $TLS_DIR ]]; then echo "https://127.0.0.1:$INFLUX_PORT"; else echo "http://127.0.0.1:$INFLUX_PORT"; fi; }
