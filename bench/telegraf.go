@@ -56,6 +56,7 @@ func (b *bench) startTelegraf(name, conf string) (*telegraf, error) {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "--config", cf)
+	cmd.Env = append(os.Environ(), "SENSORFLOW_BENCH_INFLUX_TOKEN="+b.srv.InfluxToken)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		lf.Close()
@@ -289,10 +290,11 @@ func (b *bench) telegrafProcessorConf(group, topic string) string {
 
 [[outputs.influxdb_v2]]
   urls = [%q]
-  token = %q
+  ## From the environment, so the token is not written to the configuration file.
+  token = "${SENSORFLOW_BENCH_INFLUX_TOKEN}"
   organization = "sensorflow"
   bucket = %q
-`, strings.Split(b.srv.KafkaBrokers, ",")[0], topic, group, b.srv.InfluxURL, b.srv.InfluxToken, b.srv.InfluxBucket)
+`, strings.Split(b.srv.KafkaBrokers, ",")[0], topic, group, b.srv.InfluxURL, b.srv.InfluxBucket)
 }
 
 // telegrafProcessor runs Telegraf's kafka_consumer → influxdb_v2 over a topic
