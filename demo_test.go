@@ -292,7 +292,7 @@ func TestDemoWithRealServers(t *testing.T) {
 	go func() { done <- Demo(ctx, c, slog.New(slog.NewTextHandler(io.Discard, nil)), &banner) }()
 	t.Cleanup(func() {
 		cl := &kafka.Client{Addr: kafka.TCP(brokers)}
-		_, _ = cl.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{id + ".readings", id + ".alerts", id + ".deadletter"}})
+		_, _ = cl.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{id + ".readings", id + ".alerts", id + ".alerts.raw", id + ".deadletter"}})
 		if cc := gocql.NewCluster(strings.Split(hosts, ",")...); cc != nil {
 			if s, err := cc.CreateSession(); err == nil {
 				_ = s.Query("DROP KEYSPACE IF EXISTS " + id).Exec()

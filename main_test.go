@@ -115,6 +115,7 @@ func TestReadmesListEveryFlag(t *testing.T) {
 		"bridge.": read("bridge/README.md"), "simulator.": read("simulator/README.md"),
 		"processor.": read("processor/README.md"), "influx.": read("processor/sink/README.md"),
 		"cassandra.": read("processor/sink/README.md"), "detect.": read("processor/README.md"),
+		"incidents.": read("processor/README.md"),
 	}
 	top := read("README.md") + read("deploy/README.md")
 	var c DemoConfig // the services' flags and the demo's

@@ -94,7 +94,7 @@ func newStack(t *testing.T) *stack {
 func (s *stack) cleanup(t *testing.T) {
 	cl, err := s.kafka.Client()
 	if err == nil {
-		_, _ = cl.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{s.kafka.ReadingsTopic, s.kafka.AlertsTopic, s.kafka.DeadLetterTopic}})
+		_, _ = cl.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{s.kafka.ReadingsTopic, s.kafka.AlertsTopic, s.kafka.RawAlerts(), s.kafka.DeadLetterTopic}})
 	}
 	if cc, err := s.cassandra.Cluster(""); err == nil {
 		if sess, err := cc.CreateSession(); err == nil {

@@ -29,7 +29,10 @@ type scenario struct {
 	interval time.Duration // 0: -interval
 	memory   bool          // check the memory budget
 	shared   bool          // bridges in a shared subscription
-	inject   func(ctx context.Context, r *run) error
+	// grouped: an outage of the whole fleet; the alerts users get must be
+	// at most one incident per site and no device gap alert.
+	grouped bool
+	inject  func(ctx context.Context, r *run) error
 }
 
 func scenarioNames() []string {
@@ -42,7 +45,7 @@ func scenarioNames() []string {
 
 func scenarios(cfg config) []scenario {
 	return []scenario{
-		{name: "kill-bridge", what: "kill -9 the bridge, restart it", inject: func(ctx context.Context, r *run) error {
+		{name: "kill-bridge", grouped: true, what: "kill -9 the bridge, restart it", inject: func(ctx context.Context, r *run) error {
 			r.bridge.Kill()
 			<-r.bridge.Done()
 			time.Sleep(time.Second)
@@ -54,10 +57,10 @@ func scenarios(cfg config) []scenario {
 			time.Sleep(time.Second)
 			return r.startProcessor(ctx)
 		}},
-		{name: "restart-kafka", what: "stop Kafka (SIGTERM), start it again", inject: func(ctx context.Context, r *run) error {
+		{name: "restart-kafka", grouped: true, what: "stop Kafka (SIGTERM), start it again", inject: func(ctx context.Context, r *run) error {
 			return r.restart(ctx, "kafka", 0)
 		}},
-		{name: "restart-mosquitto", what: "stop Mosquitto (SIGTERM), start it again", inject: func(ctx context.Context, r *run) error {
+		{name: "restart-mosquitto", grouped: true, what: "stop Mosquitto (SIGTERM), start it again", inject: func(ctx context.Context, r *run) error {
 			return r.restart(ctx, "mosquitto", 0)
 		}},
 		{name: "stop-influxdb", what: fmt.Sprintf("InfluxDB stopped for %s", cfg.outage), inject: func(ctx context.Context, r *run) error {

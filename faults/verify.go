@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sensorflow/sensorflow/internal/kafkax"
+	"github.com/sensorflow/sensorflow/internal/sensor"
 	"github.com/sensorflow/sensorflow/processor/sink"
 )
 
@@ -26,11 +28,13 @@ type row struct {
 	published, acked            int64
 	inInflux, inCassandra       int64
 	lostInflux, lostCassandra   int64
-	unacked                     int64 // stored although not acknowledged (the PUBACK was lost)
-	dupRows                     int64 // rows beyond one per (device, ts), over both stores
-	redelivered                 int64 // readings-topic messages beyond one per (device, ts)
-	alerts, dupAlerts           int64 // alert events on Kafka, and those Kafka holds twice
-	alertsMissing, dupAlertRows int64 // opened alerts absent from Cassandra, or there twice
+	unacked                     int64          // stored although not acknowledged (the PUBACK was lost)
+	dupRows                     int64          // rows beyond one per (device, ts), over both stores
+	redelivered                 int64          // readings-topic messages beyond one per (device, ts)
+	alerts, dupAlerts           int64          // alert events on Kafka, and those Kafka holds twice
+	alertsMissing, dupAlertRows int64          // opened alerts absent from Cassandra, or there twice
+	opened                      map[string]int // alerts opened on Kafka, by kind
+	siteIncidents               map[string]int // incidents opened on Kafka, by site
 	recovery                    time.Duration
 	storedAt                    time.Time // when both stores first held every acknowledged reading
 	peakBridge, peakProcessor   int64
@@ -54,6 +58,16 @@ func (r *row) verdict(sc scenario, cfg config) string {
 	}
 	if r.alertsMissing > 0 || r.dupAlertRows > 0 {
 		bad = append(bad, fmt.Sprintf("%d alerts missing from Cassandra, %d stored twice", r.alertsMissing, r.dupAlertRows))
+	}
+	if sc.grouped {
+		if n := r.opened["gap"]; n > 0 {
+			bad = append(bad, fmt.Sprintf("%d device gap alerts published: an outage must be one incident per site", n))
+		}
+		for site, n := range r.siteIncidents {
+			if n > 1 {
+				bad = append(bad, fmt.Sprintf("%d incidents for site %s, at most one", n, site))
+			}
+		}
 	}
 	if sc.memory {
 		if r.peakBridge > cfg.memBudget<<20 || r.peakProcessor > cfg.memBudget<<20 {
@@ -147,21 +161,38 @@ func (r *run) verify(ctx context.Context, res *row) error {
 		}
 		seen[k] = true
 	}
+	// Gap alerts wait up to -incidents.hold in the incidents stage before
+	// they are published alone: read the alerts topic once none is held.
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
+		if n, err := r.processor.Metric("sensorflow_processor_alerts_held", nil); err == nil && n == 0 {
+			break
+		}
+	}
 	alerts, err := r.f.readTopic(ctx, r.id+".alerts")
 	if err != nil {
 		return err
 	}
+	res.opened, res.siteIncidents = map[string]int{}, map[string]int{}
 	events := map[string]kafka.Message{}
 	var dups []string
 	for _, m := range alerts {
 		var a struct {
-			ID    string `json:"alert_id"`
-			State string `json:"state"`
+			ID     string `json:"alert_id"`
+			State  string `json:"state"`
+			Kind   string `json:"kind"`
+			Site   string `json:"site"`
+			Device string `json:"device_id"`
 		}
 		if json.Unmarshal(m.Value, &a) != nil {
 			continue
 		}
 		res.alerts++
+		if _, dup := events[a.ID+" "+a.State]; !dup && a.State == "open" {
+			res.opened[a.Kind]++
+			if a.Device == sensor.SiteDevice {
+				res.siteIncidents[a.Site]++
+			}
+		}
 		if first, dup := events[a.ID+" "+a.State]; dup {
 			res.dupAlerts++
 			dups = append(dups, fmt.Sprintf("partition %d offset %d (%s) repeats offset %d (%s): %s",
@@ -347,7 +378,7 @@ func (f *faults) kafka() *kafkax.Config {
 }
 
 func deleteTopics(id string) *kafka.DeleteTopicsRequest {
-	return &kafka.DeleteTopicsRequest{Topics: []string{id + ".readings", id + ".alerts", id + ".deadletter"}}
+	return &kafka.DeleteTopicsRequest{Topics: []string{id + ".readings", id + ".alerts", id + ".alerts.raw", id + ".deadletter"}}
 }
 
 // readTopic reads every message of a topic up to each partition's end.
@@ -411,4 +442,24 @@ func (f *faults) print(w io.Writer) {
 	for _, r := range f.rows {
 		fmt.Fprintf(w, "  %-18s %s\n", r.scenario, r.what)
 	}
+	fmt.Fprintf(w, "\nalerts opened on the alerts topic, by kind (outage and site_wide: site incidents; the device alerts grouped into them are stored, not published)\n\n")
+	for _, r := range f.rows {
+		fmt.Fprintf(w, "  %-18s %s\n", r.scenario, byKind(r.opened))
+	}
+}
+
+func byKind(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	kinds := make([]string, 0, len(m))
+	for k := range m {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	var parts []string
+	for _, k := range kinds {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -81,6 +81,10 @@ func (p *Processor) consume(ctx context.Context) error {
 	// Batches are published, stored and committed in fetch order; an offset
 	// is committed only after its batch is stored and published.
 	det := detect.New(p.cfg.Detect)
+	var cen *census
+	if !p.cfg.IncidentsOff {
+		cen = newCensus(p.cfg.CensusInterval)
+	}
 	ready := make(chan *work, 1)
 	toPublish := make(chan *work, 4)
 	toCommit := make(chan []kafka.Message, 1)
@@ -141,7 +145,7 @@ func (p *Processor) consume(ctx context.Context) error {
 				return nil
 			}
 		}
-		wk := p.prepare(det, msgs)
+		wk := p.prepare(det, cen, msgs)
 		p.m.series.Set(float64(det.Series()))
 		p.m.openAlerts.Set(float64(det.OpenAlerts()))
 		toPublish <- wk // never blocks long: the storer waits for each batch's publishing
@@ -159,11 +163,17 @@ type work struct {
 	b         sink.Batch
 	out       []kafka.Message // alerts and dead letters
 	published chan error      // the publisher's result for out
+	// storeAlerts: the sinks get b.Alerts (not when the incidents stage
+	// stores them after grouping).
+	storeAlerts bool
 }
 
-// prepare decodes a batch and runs detection over it.
-func (p *Processor) prepare(det *detect.Detector, batch []kafka.Message) *work {
-	wk := &work{msgs: batch, published: make(chan error, 1)}
+// prepare decodes a batch and runs detection over it. With the incidents
+// stage on (cen not nil), alerts go to the raw alerts topic keyed by site,
+// with the census when one is due, and the stage stores them; otherwise
+// they go to the alerts topic and into the sinks with the batch.
+func (p *Processor) prepare(det *detect.Detector, cen *census, batch []kafka.Message) *work {
+	wk := &work{msgs: batch, published: make(chan error, 1), storeAlerts: true}
 	b := &wk.b
 	b.Readings = make([]sensor.Reading, 0, len(batch))
 	// Lag per partition at its last message of the batch, set once per
@@ -185,11 +195,22 @@ func (p *Processor) prepare(det *detect.Detector, batch []kafka.Message) *work {
 		}
 		b.Readings = append(b.Readings, r)
 		b.Alerts, b.Scores = det.Observe(&b.Readings[len(b.Readings)-1], b.Alerts, b.Scores)
+		if cen != nil {
+			cen.see(m.Partition, r.Site, r.DeviceID, r.TS)
+		}
 	}
 	for i := range b.Alerts {
 		a := &b.Alerts[i]
 		v, _ := json.Marshal(a)
-		wk.out = append(wk.out, kafka.Message{Topic: p.cfg.Kafka.AlertsTopic, Key: []byte(a.DeviceID), Value: v})
+		if cen != nil {
+			wk.out = append(wk.out, kafka.Message{Topic: p.cfg.Kafka.RawAlerts(), Key: []byte(a.Site), Value: v})
+		} else {
+			wk.out = append(wk.out, kafka.Message{Topic: p.cfg.Kafka.AlertsTopic, Key: []byte(a.DeviceID), Value: v})
+		}
+	}
+	if cen != nil {
+		wk.out = append(wk.out, cen.report(time.Now(), p.cfg.Kafka.RawAlerts())...)
+		wk.storeAlerts = false
 	}
 	return wk
 }
@@ -200,7 +221,11 @@ func (p *Processor) prepare(det *detect.Detector, batch []kafka.Message) *work {
 // process dies in between, the batch is redelivered and its alert events
 // published again, with the same ids.)
 func (p *Processor) finish(ctx context.Context, wk *work) error {
-	if err := p.sinks.Write(ctx, wk.b); err != nil {
+	b := wk.b
+	if !wk.storeAlerts {
+		b.Alerts = nil
+	}
+	if err := p.sinks.Write(ctx, b); err != nil {
 		return err
 	}
 	select {

@@ -41,6 +41,13 @@ type ledger struct {
 	commits    []int64
 	violations []string
 	poison     map[int64]bool // seqs that are never stored
+	alerts     []sensor.Alert
+}
+
+func (l *ledger) alertsSnapshot() []sensor.Alert {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.alerts)
 }
 
 func newLedger() *ledger { return &ledger{storedSet: map[int64]bool{}, poison: map[int64]bool{}} }
@@ -48,6 +55,10 @@ func newLedger() *ledger { return &ledger{storedSet: map[int64]bool{}, poison: m
 func (l *ledger) store(b sink.Batch) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.alerts = append(l.alerts, b.Alerts...)
+	if len(b.Readings) == 0 {
+		return // alerts the incidents stage stores
+	}
 	for _, r := range b.Readings {
 		l.stored = append(l.stored, r.Seq)
 		l.storedSet[r.Seq] = true

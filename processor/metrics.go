@@ -14,6 +14,11 @@ type metrics struct {
 	lag        *prometheus.GaugeVec
 	series     prometheus.Gauge
 	openAlerts prometheus.Gauge
+	// incidents stage
+	grouped       *prometheus.CounterVec // result: published, grouped
+	incidents     *prometheus.CounterVec // kind, result: open, resolved
+	incidentsOpen prometheus.Gauge
+	alertsHeld    prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -39,8 +44,23 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		openAlerts: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sensorflow_processor_open_alerts", Help: "Alerts currently open.",
 		}),
+		grouped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sensorflow_processor_incident_stage_alerts_total", Help: "Device alert events through the incidents stage, by result: published on the alerts topic, or grouped into a site incident (stored, linked to it, not published).",
+		}, []string{"result"}),
+		incidents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sensorflow_processor_incidents_total", Help: "Site incident events published, by kind (outage, site_wide) and result (open, resolved).",
+		}, []string{"kind", "result"}),
+		incidentsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sensorflow_processor_incidents_open", Help: "Site incidents open in this processor's incidents stage.",
+		}),
+		alertsHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sensorflow_processor_alerts_held", Help: "Device gap alerts held by the incidents stage while it waits to learn whether they are part of an outage (-incidents.hold).",
+		}),
 	}
-	reg.MustRegister(m.readings, m.rejected, m.alerts, m.batches, m.lag, m.series, m.openAlerts)
+	reg.MustRegister(m.readings, m.rejected, m.alerts, m.batches, m.lag, m.series, m.openAlerts, m.grouped, m.incidents, m.incidentsOpen, m.alertsHeld)
+	for _, r := range []string{"published", "grouped"} {
+		m.grouped.WithLabelValues(r)
+	}
 	for _, r := range []string{"stored", "rejected"} {
 		m.readings.WithLabelValues(r)
 	}

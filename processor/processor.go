@@ -18,10 +18,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sensorflow/sensorflow/internal/batch"
 	"github.com/sensorflow/sensorflow/internal/kafkax"
 	"github.com/sensorflow/sensorflow/processor/detect"
+	"github.com/sensorflow/sensorflow/processor/incident"
 	"github.com/sensorflow/sensorflow/processor/sink"
 )
 
@@ -34,6 +36,12 @@ type Config struct {
 	Linger       time.Duration
 	DrainTimeout time.Duration
 	Detect       detect.Config
+	// Incidents: the incidents stage (see incidents.go) runs in every
+	// processor unless IncidentsOff.
+	Incidents      incident.Config
+	IncidentsOff   bool
+	IncidentsGroup string
+	CensusInterval time.Duration
 	// Sinks are opened in Run, in order, and written through one
 	// sink.Fanout. Set by the caller; no flag.
 	Sinks []sink.Spec
@@ -45,7 +53,18 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchSize, "processor.batch-size", 2000, "Most readings per batch (one sink write and one offset commit per batch).")
 	fs.DurationVar(&c.Linger, "processor.linger", 0, "Longest wait to fill a batch after its first reading (0: adaptive, process what is in hand as soon as no reading waits; batches grow while the sinks are busy).")
 	fs.DurationVar(&c.DrainTimeout, "processor.drain-timeout", 20*time.Second, "On shutdown, how long to keep trying to store and commit the batch in hand.")
+	fs.BoolVar(&c.IncidentsOff, "incidents.off", false, "Publish every device alert straight to the alerts topic, without grouping alerts into site incidents (outage, site_wide).")
+	fs.StringVar(&c.IncidentsGroup, "incidents.group", "", "Kafka consumer group of the incidents stage, which every processor runs (empty: -processor.group and -incidents).")
+	fs.DurationVar(&c.CensusInterval, "incidents.census-interval", 10*time.Second, "How often each processor reports the devices of each site it sees to the incidents stage.")
+	c.Incidents.RegisterFlags(fs)
 	c.Detect.RegisterFlags(fs)
+}
+
+func (c *Config) incidentsGroup() string {
+	if c.IncidentsGroup != "" {
+		return c.IncidentsGroup
+	}
+	return c.GroupID + "-incidents"
 }
 
 // Validate checks the configuration without connecting.
@@ -62,6 +81,14 @@ func (c *Config) Validate() error {
 	for _, s := range c.Sinks {
 		if s.Name == "" || s.Open == nil {
 			return errors.New("processor: a sink without a name or an Open")
+		}
+	}
+	if !c.IncidentsOff {
+		if err := c.Incidents.Validate(); err != nil {
+			return err
+		}
+		if c.CensusInterval <= 0 {
+			return errors.New("incidents.census-interval must be positive")
 		}
 	}
 	return c.Detect.Validate()
@@ -106,7 +133,8 @@ func (p *Processor) Ready() error {
 	return nil
 }
 
-// Run connects to Kafka and the sinks, then consumes until ctx ends. On
+// Run connects to Kafka and the sinks, then consumes until ctx ends, and
+// runs the incidents stage beside it (unless IncidentsOff). On
 // shutdown the batch in hand is stored and committed (within DrainTimeout)
 // before Run returns.
 func (p *Processor) Run(ctx context.Context) error {
@@ -130,5 +158,11 @@ func (p *Processor) Run(ctx context.Context) error {
 	if p.sinks.Len() == 0 {
 		p.log.Warn("no sink enabled: readings are consumed, alerts published, nothing is stored")
 	}
-	return p.consume(ctx)
+	if p.cfg.IncidentsOff {
+		return p.consume(ctx)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return p.consume(gctx) })
+	g.Go(func() error { return p.groupIncidents(gctx) })
+	return g.Wait()
 }

@@ -28,6 +28,7 @@ type Config struct {
 	Brokers           string
 	ReadingsTopic     string
 	AlertsTopic       string
+	RawAlertsTopic    string
 	DeadLetterTopic   string
 	Partitions        int
 	ReplicationFactor int
@@ -44,7 +45,8 @@ type Config struct {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Brokers, "kafka.brokers", "127.0.0.1:9092", "Comma-separated Kafka bootstrap brokers.")
 	fs.StringVar(&c.ReadingsTopic, "kafka.readings-topic", "sensorflow.readings", "Kafka topic for normalized readings (key: device id).")
-	fs.StringVar(&c.AlertsTopic, "kafka.alerts-topic", "sensorflow.alerts", "Kafka topic for alerts (key: device id).")
+	fs.StringVar(&c.AlertsTopic, "kafka.alerts-topic", "sensorflow.alerts", "Kafka topic for the alerts users subscribe to: device alerts and site incidents (key: device id, or the site for incidents).")
+	fs.StringVar(&c.RawAlertsTopic, "kafka.raw-alerts-topic", "", "Kafka topic for every device alert the detectors raise, before they are grouped into incidents, and the processors' device census (key: site; empty: the alerts topic's name and .raw, sensorflow.alerts.raw by default).")
 	fs.StringVar(&c.DeadLetterTopic, "kafka.deadletter-topic", "sensorflow.deadletter", "Kafka topic for rejected payloads, with the reason in headers.")
 	fs.IntVar(&c.Partitions, "kafka.partitions", 6, "Partitions of each topic Sensorflow creates.")
 	fs.IntVar(&c.ReplicationFactor, "kafka.replication-factor", 1, "Replication factor of each topic Sensorflow creates.")
@@ -188,10 +190,23 @@ func (c *Config) Writer(batchSize int, linger time.Duration) (*kafka.Writer, err
 	}, nil
 }
 
+func (c *Config) names() []string {
+	return []string{c.ReadingsTopic, c.AlertsTopic, c.RawAlerts(), c.DeadLetterTopic}
+}
+
+// RawAlerts is the raw alerts topic: RawAlertsTopic, or by default the
+// alerts topic's name and ".raw".
+func (c *Config) RawAlerts() string {
+	if c.RawAlertsTopic != "" {
+		return c.RawAlertsTopic
+	}
+	return c.AlertsTopic + ".raw"
+}
+
 // Topics returns the configurations of the topics Sensorflow uses.
 func (c *Config) Topics() []kafka.TopicConfig {
 	var out []kafka.TopicConfig
-	for _, t := range []string{c.ReadingsTopic, c.AlertsTopic, c.DeadLetterTopic} {
+	for _, t := range c.names() {
 		out = append(out, kafka.TopicConfig{Topic: t, NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor})
 	}
 	return out
@@ -218,7 +233,7 @@ func (c *Config) EnsureTopics(ctx context.Context) error {
 	}
 	// A new topic's partitions take a moment to get leaders; writing before
 	// that fails part of a batch.
-	names := []string{c.ReadingsTopic, c.AlertsTopic, c.DeadLetterTopic}
+	names := c.names()
 	for {
 		md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
 		if err == nil && allLed(md, len(names)) {

@@ -37,7 +37,18 @@ type Alert struct {
 	StartedAt    time.Time  `json:"started_at"`
 	ResolvedAt   *time.Time `json:"resolved_at"`
 	Message      string     `json:"message"`
+	// Incidents (device SiteDevice) list their member devices (at most a
+	// few hundred ids; MemberCount is complete) and, once resolved, how many
+	// device alerts they grouped. A device alert grouped into an incident
+	// carries its id in IncidentID; such alerts are stored, not published.
+	Members     []string `json:"members,omitempty"`
+	MemberCount int      `json:"member_count,omitempty"`
+	Suppressed  int      `json:"suppressed,omitempty"`
+	IncidentID  string   `json:"incident_id,omitempty"`
 }
+
+// MaxMembers bounds the member ids an alert may list.
+const MaxMembers = 1000
 
 // AlertID derives the id of the anomaly that started at startedAt on a
 // device's metric. The same anomaly processed twice yields the same id.
@@ -80,6 +91,17 @@ func ParseAlert(b []byte) (Alert, error) {
 	}
 	if i := NotPlain(a.AlertID); i >= 0 {
 		return Alert{}, fmt.Errorf("alert_id has a forbidden character at byte %d", i)
+	}
+	if len(a.Members) > MaxMembers {
+		return Alert{}, fmt.Errorf("alert lists %d members, at most %d", len(a.Members), MaxMembers)
+	}
+	for _, m := range a.Members {
+		if err := ValidateID("members", m); err != nil {
+			return Alert{}, err
+		}
+	}
+	if len(a.IncidentID) > 128 || NotPlain(a.IncidentID) >= 0 && a.IncidentID != "" {
+		return Alert{}, errors.New("incident_id must be at most 128 printable characters")
 	}
 	if a.State != StateOpen && a.State != StateResolved {
 		return Alert{}, fmt.Errorf("alert state %+q is neither %q nor %q", safe(a.State), StateOpen, StateResolved)

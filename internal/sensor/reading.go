@@ -91,6 +91,9 @@ func (r *Reading) Validate() error {
 	if err := ValidateID("device_id", r.DeviceID); err != nil {
 		return err
 	}
+	if r.DeviceID == SiteDevice {
+		return reject(ReasonInvalidID, "device_id %q is reserved for the alerts of a whole site", SiteDevice)
+	}
 	if err := ValidateID("site", r.Site); err != nil {
 		return err
 	}
@@ -120,6 +123,10 @@ func (r *Reading) Validate() error {
 	}
 	return nil
 }
+
+// SiteDevice is the device id of the alerts about a whole site (incidents);
+// no device may use it.
+const SiteDevice = "_site"
 
 // ValidateID checks a device id or site: 1 to 64 characters of [A-Za-z0-9._-].
 // field names the field in the returned *Rejection.

@@ -78,6 +78,16 @@ func appendAlertLine(b []byte, a *sensor.Alert) []byte {
 	b = appendFloatField(b, false, "expected_low", a.ExpectedLow)
 	b = appendFloatField(b, false, "expected_high", a.ExpectedHigh)
 	b = appendStringField(b, false, "message", a.Message)
+	if a.IncidentID != "" {
+		b = appendStringField(b, false, "incident_id", a.IncidentID)
+	}
+	if a.MemberCount > 0 {
+		b = appendFloatField(b, false, "member_count", float64(a.MemberCount))
+		b = appendStringField(b, false, "members", strings.Join(a.Members, ","))
+	}
+	if a.Suppressed > 0 {
+		b = appendFloatField(b, false, "suppressed", float64(a.Suppressed))
+	}
 	b = append(b, ' ')
 	return strconv.AppendInt(b, a.TS.UnixNano(), 10)
 }

@@ -1,0 +1,80 @@
+package processor
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sensorflow/sensorflow/processor/incident"
+)
+
+// censusWindow: a device counts towards its site while its last reading is
+// at most this much older than the newest reading of its partition.
+const censusWindow = 5 * time.Minute
+
+// CensusHeader marks a census message on the raw alerts topic (value
+// "census"); alert events carry no such header.
+const CensusHeader = "sensorflow-kind"
+
+// census counts the devices of each site per partition of the readings
+// topic, so the incidents stage knows how large a site is (its devices are
+// spread over the partitions, and so over the processors). One goroutine
+// uses it: the consume loop.
+type census struct {
+	every  time.Duration
+	last   time.Time // wall clock of the last report
+	seen   map[censusKey]map[string]time.Time
+	newest map[int]time.Time // newest reading time per partition
+}
+
+type censusKey struct {
+	partition int
+	site      string
+}
+
+func newCensus(every time.Duration) *census {
+	return &census{every: every, seen: map[censusKey]map[string]time.Time{}, newest: map[int]time.Time{}}
+}
+
+// see records a reading of device on partition.
+func (c *census) see(partition int, site, device string, ts time.Time) {
+	k := censusKey{partition, site}
+	m := c.seen[k]
+	if m == nil {
+		m = map[string]time.Time{}
+		c.seen[k] = m
+	}
+	if ts.After(m[device]) {
+		m[device] = ts
+	}
+	if ts.After(c.newest[partition]) {
+		c.newest[partition] = ts
+	}
+}
+
+// report returns, once every c.every (wall clock), one census message per
+// site and partition seen, and forgets the devices silent for longer than
+// censusWindow.
+func (c *census) report(now time.Time, topic string) []kafka.Message {
+	if now.Sub(c.last) < c.every {
+		return nil
+	}
+	c.last = now
+	var out []kafka.Message
+	for k, devs := range c.seen {
+		newest := c.newest[k.partition]
+		for d, ts := range devs {
+			if newest.Sub(ts) > censusWindow {
+				delete(devs, d)
+			}
+		}
+		if len(devs) == 0 {
+			delete(c.seen, k)
+		}
+		v, _ := json.Marshal(incident.Census{Site: k.site, Partition: k.partition, Devices: len(devs), TS: newest})
+		out = append(out, kafka.Message{Topic: topic, Key: []byte(k.site), Value: v,
+			Headers: []kafka.Header{{Key: CensusHeader, Value: []byte("census")}}})
+	}
+	return out
+}

@@ -1,0 +1,220 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sensorflow/sensorflow/internal/batch"
+	"github.com/sensorflow/sensorflow/internal/kafkax"
+	"github.com/sensorflow/sensorflow/internal/sensor"
+	"github.com/sensorflow/sensorflow/processor/incident"
+	"github.com/sensorflow/sensorflow/processor/sink"
+)
+
+// groupIncidents runs the incidents stage: it consumes the raw alerts topic
+// in its own consumer group (keyed by site, so all of a site's alerts reach
+// one member whichever processors hold the readings), groups them
+// (incident.Grouper), publishes what users get on the alerts topic, stores
+// every decided event in the sinks (grouped device alerts linked to their
+// incident) and commits an offset only once everything before it is
+// published and stored, and no alert of it is still held.
+func (p *Processor) groupIncidents(ctx context.Context) error {
+	dialer, err := p.cfg.Kafka.Dialer()
+	if err != nil {
+		return err
+	}
+	topic := p.cfg.Kafka.RawAlerts()
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:           p.cfg.Kafka.BrokerList(),
+		GroupID:           p.cfg.incidentsGroup(),
+		Topic:             topic,
+		Dialer:            dialer,
+		StartOffset:       kafka.FirstOffset,
+		MinBytes:          1,
+		MaxBytes:          4 << 20,
+		MaxWait:           100 * time.Millisecond, // idle polls only: a fetch returns as soon as an alert is there
+		ReadBackoffMin:    100 * time.Millisecond,
+		ReadBackoffMax:    2 * time.Second,
+		SessionTimeout:    p.cfg.Kafka.SessionTimeout,
+		HeartbeatInterval: min(3*time.Second, p.cfg.Kafka.SessionTimeout/3),
+	})
+	defer r.Close()
+	w, err := p.cfg.Kafka.Writer(1000, 0)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	drainCtx, cancelDrain := batch.Drain(ctx, p.cfg.DrainTimeout)
+	defer cancelDrain()
+
+	fetched := make(chan kafka.Message, 1000)
+	go func() {
+		defer close(fetched)
+		for {
+			m, err := kafkax.Fetch(ctx, r, p.log, "fetching raw alerts from kafka", nil)
+			if err != nil {
+				return // ctx ended: Fetch retries everything else
+			}
+			select {
+			case fetched <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	st := &incidentStage{p: p, g: incident.New(p.cfg.Incidents), r: r, w: w, topic: topic, done: map[int]int64{}, committed: map[int]int64{}}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	in := make([]kafka.Message, 0, 1000)
+	for {
+		var out []incident.Out
+		var dead []kafka.Message
+		select {
+		case <-ctx.Done():
+			return nil // held alerts stay uncommitted: the partition's next owner reads them again
+		case <-tick.C:
+			out = st.g.Tick(time.Now(), out)
+		case m, ok := <-fetched:
+			if !ok {
+				return nil
+			}
+			// Adaptive: take what is waiting, decide at once.
+			in = append(in[:0], m)
+		more:
+			for len(in) < cap(in) {
+				select {
+				case m, ok := <-fetched:
+					if !ok {
+						break more
+					}
+					in = append(in, m)
+				default:
+					break more
+				}
+			}
+			now := time.Now()
+			for i := range in {
+				out, dead = st.observe(&in[i], now, out, dead)
+			}
+		}
+		if err := st.flush(drainCtx, out, dead); err != nil {
+			return nil // drain time over at shutdown; nothing held or unstored was committed
+		}
+		p.m.incidentsOpen.Set(float64(st.g.Open()))
+		p.m.alertsHeld.Set(float64(st.g.Held()))
+	}
+}
+
+// incidentStage is the state of one incidents loop; one goroutine owns it.
+type incidentStage struct {
+	p     *Processor
+	g     *incident.Grouper
+	r     *kafka.Reader
+	w     *kafka.Writer
+	topic string
+	// done: per partition, the offset of the last message taken in;
+	// committed: the last offset committed.
+	done, committed map[int]int64
+}
+
+// observe takes in one message of the raw alerts topic.
+func (st *incidentStage) observe(m *kafka.Message, now time.Time, out []incident.Out, dead []kafka.Message) ([]incident.Out, []kafka.Message) {
+	st.done[m.Partition] = m.Offset
+	for _, h := range m.Headers {
+		if h.Key == CensusHeader {
+			var c incident.Census
+			if err := json.Unmarshal(m.Value, &c); err != nil || sensor.ValidateID("site", c.Site) != nil || c.Devices < 0 {
+				return out, append(dead, st.deadLetter(m, fmt.Errorf("census is not valid: %v", err)))
+			}
+			st.g.Census(c, now)
+			return out, dead
+		}
+	}
+	a, err := sensor.ParseAlert(m.Value)
+	if err != nil {
+		return out, append(dead, st.deadLetter(m, err))
+	}
+	return st.g.Observe(a, incident.Ref{Partition: m.Partition, Offset: m.Offset}, now, out), dead
+}
+
+func (st *incidentStage) deadLetter(m *kafka.Message, err error) kafka.Message {
+	rej := sensor.RejectionOf(err)
+	st.p.m.rejected.WithLabelValues(rej.Reason).Inc()
+	return kafkax.DeadLetter(st.p.cfg.Kafka.DeadLetterTopic, m.Key, m.Topic, m.Value, rej, m.Time)
+}
+
+// flush publishes and stores the decisions, then commits what it may.
+func (st *incidentStage) flush(ctx context.Context, out []incident.Out, dead []kafka.Message) error {
+	p := st.p
+	msgs := dead
+	var b sink.Batch
+	for i := range out {
+		o := &out[i]
+		b.Alerts = append(b.Alerts, o.Alert)
+		switch {
+		case o.Suppressed:
+			p.m.grouped.WithLabelValues("grouped").Inc()
+			continue
+		case o.Alert.DeviceID == incident.SiteDevice:
+			p.m.incidents.WithLabelValues(o.Alert.Kind, o.Alert.State).Inc()
+			p.log.Info("incident", "site", o.Alert.Site, "kind", o.Alert.Kind, "state", o.Alert.State, "metric", o.Alert.Metric,
+				"devices", o.Alert.MemberCount, "grouped", o.Alert.Suppressed, "alert_id", o.Alert.AlertID)
+		default:
+			p.m.grouped.WithLabelValues("published").Inc()
+		}
+		v, _ := json.Marshal(&o.Alert)
+		msgs = append(msgs, kafka.Message{Topic: p.cfg.Kafka.AlertsTopic, Key: alertKey(&o.Alert), Value: v})
+	}
+	if len(msgs) > 0 {
+		if err := kafkax.WriteAll(ctx, st.w, msgs, p.log, "writing alerts to kafka", nil); err != nil {
+			return err
+		}
+	}
+	if len(b.Alerts) > 0 {
+		if err := p.sinks.Write(ctx, b); err != nil {
+			return err
+		}
+	}
+	// Commit below the oldest held alert of each partition.
+	oldest := st.g.Oldest()
+	var commit []kafka.Message
+	for part, off := range st.done {
+		if o, ok := oldest[part]; ok {
+			off = o - 1
+		}
+		if c, ok := st.committed[part]; ok && off <= c || off < 0 {
+			continue
+		}
+		commit = append(commit, kafka.Message{Topic: st.topic, Partition: part, Offset: off})
+	}
+	if len(commit) == 0 {
+		return nil
+	}
+	if err := st.r.CommitMessages(ctx, commit...); err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		// Decided and stored; after a restart the events are read again
+		// and published once more, with the same ids.
+		p.log.Warn("committing raw alert offsets failed", "err", err)
+		return nil
+	}
+	for _, m := range commit {
+		st.committed[m.Partition] = m.Offset
+	}
+	return nil
+}
+
+// alertKey keys an alert on the alerts topic: the device, or for an
+// incident its site.
+func alertKey(a *sensor.Alert) []byte {
+	if a.DeviceID == incident.SiteDevice {
+		return []byte(a.Site)
+	}
+	return []byte(a.DeviceID)
+}

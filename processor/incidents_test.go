@@ -1,0 +1,142 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sensorflow/sensorflow/internal/sensor"
+	"github.com/sensorflow/sensorflow/processor/incident"
+)
+
+// fleetReadings plays devices d0..d(n-1) of site-1, one reading a second
+// for secs seconds; silent(dev, sec) drops a reading.
+func fleetReadings(n, secs int, silent func(dev, sec int) bool) []kafka.Message {
+	t0 := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	var out []kafka.Message
+	for sec := range secs {
+		for d := range n {
+			if silent(d, sec) {
+				continue
+			}
+			dev := fmt.Sprintf("d%d", d)
+			r := sensor.Reading{DeviceID: dev, Site: "site-1", TS: t0.Add(time.Duration(sec) * time.Second), Seq: int64(sec),
+				Metrics: map[string]float64{"temperature": 20 + float64((sec*7+d)%5)/10}}
+			out = append(out, kafka.Message{Key: []byte(dev), Value: r.AppendJSON(nil)})
+		}
+	}
+	return out
+}
+
+func (f *fixture) produceMessages(t *testing.T, msgs []kafka.Message) {
+	w, err := f.cfg.Kafka.Writer(1000, time.Millisecond)
+	require.NoError(t, err)
+	defer w.Close()
+	for i := range msgs {
+		msgs[i].Topic = f.cfg.Kafka.ReadingsTopic
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, w.WriteMessages(ctx, msgs...))
+}
+
+// alertsUntil reads the alerts topic until done accepts what was read.
+func (f *fixture) alertsUntil(t *testing.T, done func([]sensor.Alert) bool) []sensor.Alert {
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: f.cfg.Kafka.BrokerList(), Topic: f.cfg.Kafka.AlertsTopic, Partition: 0, MaxWait: 50 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var got []sensor.Alert
+	for !done(got) {
+		m, err := r.ReadMessage(ctx)
+		require.NoError(t, err, "alerts so far: %v", kinds(got))
+		a, err := sensor.ParseAlert(m.Value)
+		require.NoError(t, err)
+		got = append(got, a)
+	}
+	return got
+}
+
+func kinds(as []sensor.Alert) []string {
+	var out []string
+	for _, a := range as {
+		out = append(out, a.DeviceID+" "+a.Kind+" "+a.State)
+	}
+	return out
+}
+
+func resolvedOutage(as []sensor.Alert) bool {
+	for _, a := range as {
+		if a.Kind == incident.KindOutage && a.State == sensor.StateResolved {
+			return true
+		}
+	}
+	return false
+}
+
+// Six of eight devices of a site fall silent for a minute (of their own
+// clock) and resume: one outage incident on the alerts topic, naming them,
+// and no device gap alert; every gap alert is stored, linked to it.
+func TestOutageIsOneIncidentOnTheAlertsTopic(t *testing.T) {
+	s := &testSink{l: newLedger()}
+	f := newFixture(t, s)
+	f.cfg.Incidents.Window, f.cfg.Incidents.Hold = 2*time.Second, time.Second
+	f.cfg.Detect.MaxAlertsPerHour = 0
+	f.start(t)
+	f.produceMessages(t, fleetReadings(8, 200, func(d, sec int) bool { return d < 6 && sec >= 100 && sec < 160 }))
+	got := f.alertsUntil(t, resolvedOutage)
+	var outage []sensor.Alert
+	for _, a := range got {
+		require.NotEqual(t, "gap", a.Kind, "no device gap alert is published inside the outage: %v", kinds(got))
+		if a.Kind == incident.KindOutage {
+			outage = append(outage, a)
+		}
+	}
+	require.Len(t, outage, 2, "one incident, opened and resolved: %v", kinds(got))
+	// It opens with the fifth device (more than half of eight) and
+	// resolves naming all six.
+	require.Equal(t, []string{"d0", "d1", "d2", "d3", "d4"}, outage[0].Members)
+	require.Equal(t, sensor.SiteDevice, outage[0].DeviceID)
+	require.Contains(t, outage[0].Message, "5 of 8 devices")
+	require.Equal(t, []string{"d0", "d1", "d2", "d3", "d4", "d5"}, outage[1].Members)
+	require.Equal(t, 6, outage[1].Suppressed)
+
+	// The sinks have the incident and the grouped gap alerts, linked.
+	require.Eventually(t, func() bool {
+		linked := 0
+		for _, a := range s.l.alertsSnapshot() {
+			if a.Kind == "gap" && a.IncidentID == outage[0].AlertID {
+				linked++
+			}
+		}
+		return linked == 12 // six opened and resolved
+	}, 20*time.Second, 20*time.Millisecond)
+}
+
+// One device silent alone raises its own gap alert, after the hold.
+func TestOneSilentDeviceRaisesItsGapAlert(t *testing.T) {
+	s := &testSink{l: newLedger()}
+	f := newFixture(t, s)
+	f.cfg.Incidents.Window, f.cfg.Incidents.Hold = 2*time.Second, time.Second
+	f.start(t)
+	f.produceMessages(t, fleetReadings(8, 200, func(d, sec int) bool { return d == 3 && sec >= 100 && sec < 160 }))
+	got := f.alertsUntil(t, func(as []sensor.Alert) bool {
+		n := 0
+		for _, a := range as {
+			if a.Kind == "gap" {
+				n++
+			}
+		}
+		return n == 2
+	})
+	for _, a := range got {
+		require.NotEqual(t, sensor.SiteDevice, a.DeviceID, "no incident: %v", kinds(got))
+		if a.Kind == "gap" {
+			require.Equal(t, "d3", a.DeviceID)
+		}
+	}
+}
