@@ -170,6 +170,7 @@ func (f *faults) scenario(ctx context.Context, sc scenario) (row, error) {
 		"-simulator.site-prefix=" + r.id + "-site-",
 		"-simulator.client-prefix=" + r.id + "-sim",
 		"-simulator.ack-log=" + filepath.Join(r.dir, "acks.log"),
+		"-simulator.ground-truth=" + filepath.Join(r.dir, "truth.jsonl"),
 		"-simulator.seed=3",
 	})
 	if err != nil {

@@ -24,6 +24,7 @@ const CensusHeader = "sensorflow-kind"
 type census struct {
 	every  time.Duration
 	last   time.Time // wall clock of the last report
+	grown  bool      // a device appeared since the last report
 	seen   map[censusKey]map[string]time.Time
 	newest map[int]time.Time // newest reading time per partition
 }
@@ -45,7 +46,10 @@ func (c *census) see(partition int, site, device string, ts time.Time) {
 		m = map[string]time.Time{}
 		c.seen[k] = m
 	}
-	if ts.After(m[device]) {
+	if last, ok := m[device]; !ok {
+		c.grown = true
+		m[device] = ts
+	} else if ts.After(last) {
 		m[device] = ts
 	}
 	if ts.After(c.newest[partition]) {
@@ -53,14 +57,15 @@ func (c *census) see(partition int, site, device string, ts time.Time) {
 	}
 }
 
-// report returns, once every c.every (wall clock), one census message per
-// site and partition seen, and forgets the devices silent for longer than
+// report returns, once every c.every (wall clock), or every tenth of that
+// while new devices appear (at start-up), one census message per site and
+// partition seen, and forgets the devices silent for longer than
 // censusWindow.
 func (c *census) report(now time.Time, topic string) []kafka.Message {
-	if now.Sub(c.last) < c.every {
+	if since := now.Sub(c.last); since < c.every && (!c.grown || since < c.every/10) {
 		return nil
 	}
-	c.last = now
+	c.last, c.grown = now, false
 	var out []kafka.Message
 	for k, devs := range c.seen {
 		newest := c.newest[k.partition]
