@@ -26,6 +26,11 @@ import (
 // falls silent for a minute alone (its own gap alert, no incident).
 func TestIncidentsOnRealServers(t *testing.T) {
 	s := newStack(t)
+	// One partition: every open event of the rise precedes every resolve
+	// (with several, one device's resolve may overtake another's open; the
+	// grouper's unit tests cover that order).
+	s.kafka.Partitions = 1
+	s.bridge.Kafka, s.processor.Kafka = s.kafka, s.kafka
 	// Shorter than the defaults so the test is quick; the rules are the same.
 	s.processor.Incidents.Window, s.processor.Incidents.Hold = 5*time.Second, 2*time.Second
 	s.processor.Detect.MaxAlertsPerHour = 0
@@ -76,7 +81,13 @@ func TestIncidentsOnRealServers(t *testing.T) {
 			}
 		}
 		return len(wide) == 2
-	}, 90*time.Second, 200*time.Millisecond, "site_wide open and resolved on %s", incidentTopic)
+	}, 90*time.Second, 200*time.Millisecond, "site_wide open and resolved on %s; alerts on MQTT: %s", incidentTopic, func() string {
+		var l []string
+		for _, m := range col.all() {
+			l = append(l, string(m.payload))
+		}
+		return strings.Join(l, "\n")
+	}())
 	require.Equal(t, incident.KindSiteWide, wide[0].Kind)
 	require.Equal(t, "temperature", wide[0].Metric)
 	require.Equal(t, sensor.StateOpen, wide[0].State)

@@ -214,7 +214,11 @@ func TestPipelineEndToEnd(t *testing.T) {
 	for _, m := range kafkaAlerts {
 		var a sensor.Alert
 		require.NoError(t, json.Unmarshal(m.Value, &a))
-		require.Equal(t, a.DeviceID, string(m.Key))
+		if a.DeviceID == sensor.SiteDevice {
+			require.Equal(t, a.Site, string(m.Key), "an incident is keyed by its site")
+		} else {
+			require.Equal(t, a.DeviceID, string(m.Key))
+		}
 		if a.State == sensor.StateOpen {
 			opened[a.AlertID] = a
 		}

@@ -146,8 +146,8 @@ type censusEntry struct {
 
 type onset struct {
 	device, id string
-	startedAt  time.Time
-	at         time.Time
+	startedAt  time.Time // the alert's start, in the readings' time
+	resolved   bool      // its resolve event came already (partitions run at their own pace)
 }
 
 type held struct {
@@ -221,10 +221,10 @@ func (g *Grouper) Observe(a sensor.Alert, ref Ref, now time.Time, out []Out) []O
 	}
 	switch a.Kind {
 	case kindGap:
-		if s.outage != nil {
+		if g.joins(s.outage, a) {
 			return g.suppress(s.outage, a, now, out)
 		}
-		s.gaps = append(prune(s.gaps, now, g.cfg.Window), onset{device: a.DeviceID, id: a.AlertID, startedAt: a.StartedAt, at: now})
+		s.gaps = add(s.gaps, onset{device: a.DeviceID, id: a.AlertID, startedAt: a.StartedAt}, g.cfg.Window)
 		s.held = append(s.held, held{a: a, ref: ref, until: now.Add(g.cfg.Hold)})
 		s.heldID[a.AlertID]++
 		if devs := distinct(s.gaps); g.enough(s, len(devs), now) {
@@ -234,20 +234,25 @@ func (g *Grouper) Observe(a sensor.Alert, ref Ref, now time.Time, out []Out) []O
 	case kindCeiling:
 		return append(out, Out{Alert: a})
 	}
-	if w := s.wide[a.Metric]; w != nil {
+	if w := s.wide[a.Metric]; g.joins(w, a) {
 		return g.suppress(w, a, now, out)
 	}
 	out = append(out, Out{Alert: a})
-	on := append(prune(s.onsets[a.Metric], now, g.cfg.Window), onset{device: a.DeviceID, id: a.AlertID, startedAt: a.StartedAt, at: now})
+	on := add(s.onsets[a.Metric], onset{device: a.DeviceID, id: a.AlertID, startedAt: a.StartedAt}, g.cfg.Window)
 	s.onsets[a.Metric] = on
 	if devs := distinct(on); g.enough(s, len(devs), now) {
 		w := g.newGroup(s, KindSiteWide, a.Metric, on, now)
 		for _, o := range on {
-			w.open[o.id] = true
+			if !o.resolved {
+				w.open[o.id] = true
+			}
 		}
-		s.wide[a.Metric] = w
 		delete(s.onsets, a.Metric)
 		out = append(out, Out{Alert: w.ev})
+		if len(w.open) == 0 { // every member is over already
+			return append(out, Out{Alert: g.closeEvent(s, w)})
+		}
+		s.wide[a.Metric] = w
 	}
 	return out
 }
@@ -266,6 +271,12 @@ func (g *Grouper) resolved(s *site, a sensor.Alert, ref Ref, now time.Time, out 
 		return out
 	}
 	out = append(out, Out{Alert: a})
+	on := s.onsets[a.Metric]
+	for i := range on {
+		if on[i].id == a.AlertID {
+			on[i].resolved = true
+		}
+	}
 	return g.memberResolved(s, a, now, out)
 }
 
@@ -308,15 +319,16 @@ func (g *Grouper) openOutage(s *site, now time.Time, out []Out) []Out {
 	out = append(out, Out{Alert: w.ev})
 	rest := s.held[:0]
 	for _, h := range s.held {
-		if h.a.Kind != kindGap {
-			rest = append(rest, h)
+		open := h.a.State == sensor.StateOpen
+		_, linked := g.linked[h.a.AlertID]
+		if h.a.Kind != kindGap || open && (h.a.StartedAt.Before(w.ev.StartedAt.Add(-g.cfg.Window)) || !g.joins(w, h.a)) || !open && !linked {
+			rest = append(rest, h) // not part of this outage: still held
 			continue
 		}
-		s.heldID[h.a.AlertID]--
-		if s.heldID[h.a.AlertID] <= 0 {
+		if s.heldID[h.a.AlertID]--; s.heldID[h.a.AlertID] <= 0 {
 			delete(s.heldID, h.a.AlertID)
 		}
-		if h.a.State == sensor.StateOpen {
+		if open {
 			out = g.suppress(w, h.a, now, out)
 			continue
 		}
@@ -377,14 +389,6 @@ func (g *Grouper) Tick(now time.Time, out []Out) []Out {
 			s.outage = nil
 			out = append(out, Out{Alert: g.closeEvent(s, w)})
 		}
-		for m, on := range s.onsets {
-			if on = prune(on, now, g.cfg.Window); len(on) == 0 {
-				delete(s.onsets, m)
-			} else {
-				s.onsets[m] = on
-			}
-		}
-		s.gaps = prune(s.gaps, now, g.cfg.Window)
 	}
 	return out
 }
@@ -455,12 +459,31 @@ func (w *group) list() []string {
 	return l
 }
 
-func prune(on []onset, now time.Time, window time.Duration) []onset {
-	n := 0
-	for n < len(on) && now.Sub(on[n].at) > window {
-		n++
+// add appends o to the onsets and keeps those that started within window
+// of the newest (readings' time: a backlog processed in seconds after an
+// outage of the pipeline groups what happened together, not what arrived
+// together).
+func add(on []onset, o onset, window time.Duration) []onset {
+	on = append(on, o)
+	newest := o.startedAt
+	for _, x := range on {
+		if x.startedAt.After(newest) {
+			newest = x.startedAt
+		}
 	}
-	return append(on[:0], on[n:]...)
+	keep := on[:0]
+	for _, x := range on {
+		if newest.Sub(x.startedAt) <= window {
+			keep = append(keep, x)
+		}
+	}
+	return keep
+}
+
+// joins reports whether device alert a belongs to the open incident w: it
+// started within the window after the incident's newest member.
+func (g *Grouper) joins(w *group, a sensor.Alert) bool {
+	return w != nil && !a.StartedAt.After(w.lastTS.Add(g.cfg.Window))
 }
 
 func distinct(on []onset) []string {

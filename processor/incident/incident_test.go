@@ -240,3 +240,65 @@ func TestValidate(t *testing.T) {
 		require.Error(t, c.Validate())
 	}
 }
+
+// A backlog processed after an outage of the pipeline arrives within
+// seconds: what started minutes apart, in the readings' time, is not one
+// incident.
+func TestGroupingUsesTheReadingsTime(t *testing.T) {
+	g := New(DefaultConfig())
+	g.Census(Census{Site: "s", Partition: 0, Devices: 8}, t0)
+	var out []Out
+	for i := range 8 { // arriving 10 ms apart, started 2 minutes apart
+		now := t0.Add(time.Duration(i) * 10 * time.Millisecond)
+		started := t0.Add(time.Duration(i) * 2 * time.Minute)
+		out = g.Observe(alert("s", fmt.Sprintf("d%d", i), "temperature", kindGap, sensor.StateOpen, started), Ref{0, int64(i)}, now, out)
+		out = g.Observe(alert("s", fmt.Sprintf("e%d", i), "humidity", "zscore", sensor.StateOpen, started), Ref{0, int64(i)}, now, out)
+	}
+	out = g.Tick(t0.Add(time.Minute), out)
+	require.Len(t, out, 16)
+	for _, o := range out {
+		require.False(t, o.Suppressed)
+		require.NotEqual(t, SiteDevice, o.Alert.DeviceID)
+	}
+	require.Zero(t, g.Open())
+
+	// An outage in the readings' time still groups, however late it arrives;
+	// a gap long after it is not a member.
+	g = New(DefaultConfig())
+	g.Census(Census{Site: "s", Partition: 0, Devices: 8}, t0)
+	out = nil
+	for i := range 5 {
+		out = g.Observe(alert("s", fmt.Sprintf("d%d", i), "temperature", kindGap, sensor.StateOpen, t0.Add(time.Duration(i)*time.Second)), Ref{0, int64(i)}, t0, out)
+	}
+	require.Equal(t, "pub _site outage open", summary(out)[0])
+	out = g.Observe(alert("s", "d7", "temperature", kindGap, sensor.StateOpen, t0.Add(10*time.Minute)), Ref{0, 9}, t0.Add(time.Second), nil)
+	require.Empty(t, out, "held: it may start an outage of its own")
+	require.Equal(t, []string{"pub d7 gap open"}, summary(g.Tick(t0.Add(11*time.Second), nil)))
+}
+
+// Partitions run at their own pace: a member's resolve event may arrive
+// before another member's open event. The incident still resolves.
+func TestSiteWideMembersResolvedBeforeTheIncident(t *testing.T) {
+	g := New(DefaultConfig())
+	g.Census(Census{Site: "s", Partition: 0, Devices: 8}, t0)
+	var out []Out
+	var ids []string
+	for i := range 5 {
+		a := alert("s", fmt.Sprintf("d%d", i), "temperature", "shift", sensor.StateOpen, t0)
+		ids = append(ids, a.AlertID)
+		out = g.Observe(a, Ref{i, 1}, t0, out)
+		if i == 0 { // d0's partition is ahead: its alert resolved already
+			r := a
+			r.State, r.TS = sensor.StateResolved, t0.Add(30*time.Second)
+			out = g.Observe(r, Ref{i, 2}, t0, out)
+		}
+	}
+	require.Equal(t, "pub _site site_wide open", summary(out)[len(out)-1])
+	for i := 1; i < 5; i++ {
+		r := alert("s", fmt.Sprintf("d%d", i), "temperature", "shift", sensor.StateResolved, t0.Add(30*time.Second))
+		r.AlertID = ids[i]
+		out = g.Observe(r, Ref{i, 2}, t0.Add(time.Second), out)
+	}
+	require.Equal(t, "pub _site site_wide resolved", summary(out)[len(out)-1])
+	require.Zero(t, g.Open())
+}
