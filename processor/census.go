@@ -23,8 +23,8 @@ const CensusHeader = "sensorflow-kind"
 // uses it: the consume loop.
 type census struct {
 	every  time.Duration
-	last   time.Time // wall clock of the last report
-	grown  bool      // a device appeared since the last report
+	last   time.Time          // wall clock of the last full report
+	grown  map[censusKey]bool // sites whose count grew since they were last reported
 	seen   map[censusKey]map[string]time.Time
 	newest map[int]time.Time // newest reading time per partition
 }
@@ -35,7 +35,7 @@ type censusKey struct {
 }
 
 func newCensus(every time.Duration) *census {
-	return &census{every: every, seen: map[censusKey]map[string]time.Time{}, newest: map[int]time.Time{}}
+	return &census{every: every, seen: map[censusKey]map[string]time.Time{}, newest: map[int]time.Time{}, grown: map[censusKey]bool{}}
 }
 
 // see records a reading of device on partition.
@@ -47,7 +47,7 @@ func (c *census) see(partition int, site, device string, ts time.Time) {
 		c.seen[k] = m
 	}
 	if last, ok := m[device]; !ok {
-		c.grown = true
+		c.grown[k] = true
 		m[device] = ts
 	} else if ts.After(last) {
 		m[device] = ts
@@ -57,17 +57,21 @@ func (c *census) see(partition int, site, device string, ts time.Time) {
 	}
 }
 
-// report returns, once every c.every (wall clock), or every tenth of that
-// while new devices appear (at start-up), one census message per site and
-// partition seen, and forgets the devices silent for longer than
-// censusWindow.
+// report returns one census message per site and partition seen once
+// every c.every (wall clock), forgetting the devices silent for longer than
+// censusWindow, and in between one for each whose count grew (at start-up,
+// or when a partition moves here), so a site's size is known before its
+// first alerts are grouped.
 func (c *census) report(now time.Time, topic string) []kafka.Message {
-	if since := now.Sub(c.last); since < c.every && (!c.grown || since < c.every/10) {
+	full := now.Sub(c.last) >= c.every
+	if !full && len(c.grown) == 0 {
 		return nil
 	}
-	c.last, c.grown = now, false
 	var out []kafka.Message
 	for k, devs := range c.seen {
+		if !full && !c.grown[k] {
+			continue
+		}
 		newest := c.newest[k.partition]
 		for d, ts := range devs {
 			if newest.Sub(ts) > censusWindow {
@@ -81,5 +85,9 @@ func (c *census) report(now time.Time, topic string) []kafka.Message {
 		out = append(out, kafka.Message{Topic: topic, Key: []byte(k.site), Value: v,
 			Headers: []kafka.Header{{Key: CensusHeader, Value: []byte("census")}}})
 	}
+	if full {
+		c.last = now
+	}
+	clear(c.grown)
 	return out
 }

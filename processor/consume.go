@@ -199,6 +199,10 @@ func (p *Processor) prepare(det *detect.Detector, cen *census, batch []kafka.Mes
 			cen.see(m.Partition, r.Site, r.DeviceID, r.TS)
 		}
 	}
+	if cen != nil { // the census first: the sizes of the sites, then their alerts
+		wk.out = append(wk.out, cen.report(time.Now(), p.cfg.Kafka.RawAlerts())...)
+		wk.storeAlerts = false
+	}
 	for i := range b.Alerts {
 		a := &b.Alerts[i]
 		v, _ := json.Marshal(a)
@@ -207,10 +211,6 @@ func (p *Processor) prepare(det *detect.Detector, cen *census, batch []kafka.Mes
 		} else {
 			wk.out = append(wk.out, kafka.Message{Topic: p.cfg.Kafka.AlertsTopic, Key: []byte(a.DeviceID), Value: v})
 		}
-	}
-	if cen != nil {
-		wk.out = append(wk.out, cen.report(time.Now(), p.cfg.Kafka.RawAlerts())...)
-		wk.storeAlerts = false
 	}
 	return wk
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
@@ -138,5 +139,51 @@ func TestOneSilentDeviceRaisesItsGapAlert(t *testing.T) {
 		if a.Kind == "gap" {
 			require.Equal(t, "d3", a.DeviceID)
 		}
+	}
+}
+
+// Two processors split the readings' partitions, so each sees only part of
+// a site's devices; the raw alerts topic is keyed by site, so one incidents
+// stage sees all of the site's alerts, and the census of both processors
+// says how large the site is. An outage of six of its eight devices is one
+// incident.
+func TestOutageAcrossTwoProcessors(t *testing.T) {
+	s := &testSink{l: newLedger()}
+	f := newFixture(t, s)
+	f.cfg.Kafka.Partitions = 4
+	f.cfg.Incidents.Window, f.cfg.Incidents.Hold = 2*time.Second, time.Second
+	f.cfg.Detect.MaxAlertsPerHour = 0
+	p1, _, _ := f.start(t)
+	second := *f // the same configuration: the same consumer groups
+	p2, _, _ := second.start(t)
+	time.Sleep(3 * time.Second) // the group's rebalance: both members hold partitions
+
+	msgs := fleetReadings(8, 200, func(d, sec int) bool { return d < 6 && sec >= 100 && sec < 160 })
+	f.produceMessages(t, msgs)
+
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: f.cfg.Kafka.BrokerList(), Topic: f.cfg.Kafka.AlertsTopic, GroupID: f.cfg.GroupID + "-reader",
+		StartOffset: kafka.FirstOffset, MaxWait: 50 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var got []sensor.Alert
+	for !resolvedOutage(got) {
+		m, err := r.ReadMessage(ctx)
+		require.NoError(t, err, "alerts so far: %v", kinds(got))
+		a, err := sensor.ParseAlert(m.Value)
+		require.NoError(t, err)
+		got = append(got, a)
+	}
+	outages := 0
+	for _, a := range got {
+		require.NotEqual(t, "gap", a.Kind, "no device gap alert: %v", kinds(got))
+		if a.Kind == incident.KindOutage && a.State == sensor.StateOpen {
+			outages++
+			require.Contains(t, a.Message, "of 8 devices", "the census of both processors adds up")
+		}
+	}
+	require.Equal(t, 1, outages)
+	for _, p := range []*Processor{p1, p2} {
+		require.Positive(t, testutil.ToFloat64(p.m.readings.WithLabelValues("stored")), "each processor had a share of the readings")
 	}
 }
