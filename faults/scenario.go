@@ -29,8 +29,9 @@ type scenario struct {
 	interval time.Duration // 0: -interval
 	memory   bool          // check the memory budget
 	shared   bool          // bridges in a shared subscription
-	// grouped: an outage of the whole fleet; the alerts users get must be
-	// at most one incident per site and no device gap alert.
+	// grouped: an outage of the whole fleet, or a rebalance; the alerts
+	// users get must be at most one incident per site and no device gap
+	// alert the simulator's injected dropouts do not explain.
 	grouped bool
 	inject  func(ctx context.Context, r *run) error
 }
@@ -69,7 +70,7 @@ func scenarios(cfg config) []scenario {
 		{name: "stop-cassandra", what: fmt.Sprintf("Cassandra stopped for %s", cfg.outage), inject: func(ctx context.Context, r *run) error {
 			return r.restart(ctx, "cassandra", cfg.outage)
 		}},
-		{name: "scale-out-in", what: "a second bridge (shared subscription) and processor join for 15 s, then leave (SIGTERM)", shared: true, inject: func(ctx context.Context, r *run) error {
+		{name: "scale-out-in", grouped: true, what: "a second bridge (shared subscription) and processor join for 15 s, then leave (SIGTERM)", shared: true, inject: func(ctx context.Context, r *run) error {
 			b2, err := r.start(ctx, "bridge-2", r.bridgeArgs("-2"))
 			if err != nil {
 				return err

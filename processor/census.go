@@ -38,6 +38,20 @@ func newCensus(every time.Duration) *census {
 	return &census{every: every, seen: map[censusKey]map[string]time.Time{}, newest: map[int]time.Time{}, grown: map[censusKey]bool{}}
 }
 
+// devices returns the devices seen on partition (in the last censusWindow
+// or so).
+func (c *census) devices(partition int) map[string]bool {
+	out := map[string]bool{}
+	for k, devs := range c.seen {
+		if k.partition == partition {
+			for d := range devs {
+				out[d] = true
+			}
+		}
+	}
+	return out
+}
+
 // see records a reading of device on partition.
 func (c *census) see(partition int, site, device string, ts time.Time) {
 	k := censusKey{partition, site}

@@ -81,10 +81,8 @@ func (p *Processor) consume(ctx context.Context) error {
 	// Batches are published, stored and committed in fetch order; an offset
 	// is committed only after its batch is stored and published.
 	det := detect.New(p.cfg.Detect)
-	var cen *census
-	if !p.cfg.IncidentsOff {
-		cen = newCensus(p.cfg.CensusInterval)
-	}
+	cen := newCensus(p.cfg.CensusInterval)
+	lastOffset := map[int]int64{}
 	ready := make(chan *work, 1)
 	toPublish := make(chan *work, 4)
 	toCommit := make(chan []kafka.Message, 1)
@@ -145,7 +143,7 @@ func (p *Processor) consume(ctx context.Context) error {
 				return nil
 			}
 		}
-		wk := p.prepare(det, cen, msgs)
+		wk := p.prepare(det, cen, lastOffset, msgs)
 		p.m.series.Set(float64(det.Series()))
 		p.m.openAlerts.Set(float64(det.OpenAlerts()))
 		toPublish <- wk // never blocks long: the storer waits for each batch's publishing
@@ -169,17 +167,26 @@ type work struct {
 }
 
 // prepare decodes a batch and runs detection over it. With the incidents
-// stage on (cen not nil), alerts go to the raw alerts topic keyed by site,
-// with the census when one is due, and the stage stores them; otherwise
-// they go to the alerts topic and into the sinks with the batch.
-func (p *Processor) prepare(det *detect.Detector, cen *census, batch []kafka.Message) *work {
+// stage on, alerts go to the raw alerts topic keyed by site, with the
+// census when one is due, and the stage stores them; otherwise they go to
+// the alerts topic and into the sinks with the batch. lastOffset holds the
+// offset of the last message taken from each partition: a message at or
+// below it was scored already (a rebalance gave the partition back from
+// its last commit) and is skipped; one beyond the next means another
+// processor consumed the partition meanwhile, and the detector forgets the
+// partition's devices rather than score their readings against older state.
+func (p *Processor) prepare(det *detect.Detector, cen *census, lastOffset map[int]int64, batch []kafka.Message) *work {
 	wk := &work{msgs: batch, published: make(chan error, 1), storeAlerts: true}
 	b := &wk.b
 	b.Readings = make([]sensor.Reading, 0, len(batch))
 	// Lag per partition at its last message of the batch, set once per
 	// partition rather than once per reading.
 	lag := map[int]int64{}
+	skipped := 0
 	defer func() {
+		if skipped > 0 {
+			p.log.Info("readings redelivered after a rebalance were scored already: not scored again", "readings", skipped)
+		}
 		for part, n := range lag {
 			p.m.lag.WithLabelValues(strconv.Itoa(part)).Set(float64(n))
 		}
@@ -187,6 +194,23 @@ func (p *Processor) prepare(det *detect.Detector, cen *census, batch []kafka.Mes
 	for i := range batch {
 		m := &batch[i]
 		lag[m.Partition] = m.HighWaterMark - m.Offset - 1
+		if last, ok := lastOffset[m.Partition]; ok {
+			if m.Offset <= last {
+				// A rebalance handed the partition back from its last
+				// commit: this reading is scored already, and on its way
+				// to the sinks in an earlier batch.
+				skipped++
+				continue
+			}
+			if m.Offset != last+1 {
+				if n := det.ForgetDevices(cen.devices(m.Partition)); n > 0 {
+					p.m.stateResets.Inc()
+					p.log.Info("partition consumed elsewhere meanwhile: its series start over", "partition", m.Partition,
+						"after_offset", last, "offset", m.Offset, "series", n)
+				}
+			}
+		}
+		lastOffset[m.Partition] = m.Offset
 		r, err := sensor.ParseReading(m.Value)
 		if err != nil {
 			p.m.readings.WithLabelValues("rejected").Inc()
@@ -195,18 +219,17 @@ func (p *Processor) prepare(det *detect.Detector, cen *census, batch []kafka.Mes
 		}
 		b.Readings = append(b.Readings, r)
 		b.Alerts, b.Scores = det.Observe(&b.Readings[len(b.Readings)-1], b.Alerts, b.Scores)
-		if cen != nil {
-			cen.see(m.Partition, r.Site, r.DeviceID, r.TS)
-		}
+		cen.see(m.Partition, r.Site, r.DeviceID, r.TS)
 	}
-	if cen != nil { // the census first: the sizes of the sites, then their alerts
+	incidents := !p.cfg.IncidentsOff
+	if incidents { // the census first: the sizes of the sites, then their alerts
 		wk.out = append(wk.out, cen.report(time.Now(), p.cfg.Kafka.RawAlerts())...)
 		wk.storeAlerts = false
 	}
 	for i := range b.Alerts {
 		a := &b.Alerts[i]
 		v, _ := json.Marshal(a)
-		if cen != nil {
+		if incidents {
 			wk.out = append(wk.out, kafka.Message{Topic: p.cfg.Kafka.RawAlerts(), Key: []byte(a.Site), Value: v})
 		} else {
 			wk.out = append(wk.out, kafka.Message{Topic: p.cfg.Kafka.AlertsTopic, Key: []byte(a.DeviceID), Value: v})

@@ -3,14 +3,18 @@ package processor
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sensorflow/sensorflow/internal/sensor"
+	"github.com/sensorflow/sensorflow/processor/detect"
 	"github.com/sensorflow/sensorflow/processor/incident"
 )
 
@@ -186,4 +190,59 @@ func TestOutageAcrossTwoProcessors(t *testing.T) {
 	for _, p := range []*Processor{p1, p2} {
 		require.Positive(t, testutil.ToFloat64(p.m.readings.WithLabelValues("stored")), "each processor had a share of the readings")
 	}
+}
+
+// A partition that comes back after another processor consumed it (its
+// offsets jump) must not be scored against the older state: the readings
+// did not stop, so there is no gap alert; its devices start over.
+func TestPartitionBackFromElsewhereStartsOver(t *testing.T) {
+	f := newFixture(t, &testSink{l: newLedger()})
+	p, err := New(f.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	require.NoError(t, err)
+	det := detect.New(p.cfg.Detect)
+	cen, last := newCensus(time.Minute), map[int]int64{}
+	t0 := time.Now().Add(-time.Hour).UTC()
+	msg := func(off int64, sec int) kafka.Message {
+		r := sensor.Reading{DeviceID: "dev-1", Site: "site-1", TS: t0.Add(time.Duration(sec) * time.Second), Seq: int64(sec),
+			Metrics: map[string]float64{"temperature": 20 + float64(sec%3)/10}}
+		return kafka.Message{Topic: f.cfg.Kafka.ReadingsTopic, Partition: 2, Offset: off, Value: r.AppendJSON(nil)}
+	}
+	var first []kafka.Message
+	for i := range 60 {
+		first = append(first, msg(int64(i), i))
+	}
+	p.prepare(det, cen, last, first)
+	require.Equal(t, 1, det.Series())
+	// Another processor consumed offsets 60 to 99 (seconds 60 to 99).
+	wk := p.prepare(det, cen, last, []kafka.Message{msg(100, 100), msg(101, 101)})
+	for _, a := range wk.b.Alerts {
+		require.NotEqual(t, "gap", a.Kind, "the readings never stopped")
+	}
+	require.Equal(t, 1.0, testutil.ToFloat64(p.m.stateResets))
+	// In order again: nothing more is forgotten.
+	p.prepare(det, cen, last, []kafka.Message{msg(102, 102)})
+	require.Equal(t, 1.0, testutil.ToFloat64(p.m.stateResets))
+	// Handed back from the last commit (a rebalance that left the partition
+	// here): what was scored is not scored again, nor forgotten.
+	wk = p.prepare(det, cen, last, []kafka.Message{msg(101, 101), msg(102, 102), msg(103, 103)})
+	require.Len(t, wk.b.Readings, 1)
+	require.Equal(t, int64(103), wk.b.Readings[0].Seq)
+	require.Equal(t, 1.0, testutil.ToFloat64(p.m.stateResets))
+	require.Equal(t, 1, det.Series())
+
+	// The same jump without forgetting would have raised a gap alert: the
+	// test can tell.
+	det2, last2 := detect.New(p.cfg.Detect), map[int]int64{}
+	p.prepare(det2, newCensus(time.Minute), last2, first)
+	var gap bool
+	var out []sensor.Alert
+	for _, m := range []kafka.Message{msg(100, 100)} {
+		r, err := sensor.ParseReading(m.Value)
+		require.NoError(t, err)
+		out, _ = det2.Observe(&r, out, nil)
+	}
+	for _, a := range out {
+		gap = gap || a.Kind == "gap"
+	}
+	require.True(t, gap)
 }

@@ -19,6 +19,7 @@ type metrics struct {
 	incidents     *prometheus.CounterVec // kind, result: open, resolved
 	incidentsOpen prometheus.Gauge
 	alertsHeld    prometheus.Gauge
+	stateResets   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -56,8 +57,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		alertsHeld: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sensorflow_processor_alerts_held", Help: "Device gap alerts held by the incidents stage while it waits to learn whether they are part of an outage (-incidents.hold).",
 		}),
+		stateResets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sensorflow_processor_partition_state_resets_total", Help: "Times a partition came back after another processor consumed it, and the detector state of its devices started over.",
+		}),
 	}
-	reg.MustRegister(m.readings, m.rejected, m.alerts, m.batches, m.lag, m.series, m.openAlerts, m.grouped, m.incidents, m.incidentsOpen, m.alertsHeld)
+	reg.MustRegister(m.readings, m.rejected, m.alerts, m.batches, m.lag, m.series, m.openAlerts, m.grouped, m.incidents, m.incidentsOpen, m.alertsHeld, m.stateResets)
 	for _, r := range []string{"published", "grouped"} {
 		m.grouped.WithLabelValues(r)
 	}

@@ -116,3 +116,20 @@ func TestOpenAlertsFollowsTheEvents(t *testing.T) {
 		require.Equal(t, len(open), d.OpenAlerts(), "reading %d", i)
 	}
 }
+
+func TestForgetDevices(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Limits = map[string]Limit{"temperature": {Min: -100, Max: 50}}
+	d := New(cfg)
+	ts := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	for _, dev := range []string{"a", "b"} {
+		r := sensor.Reading{DeviceID: dev, Site: "s", TS: ts, Metrics: map[string]float64{"temperature": 60, "humidity": 40}}
+		out, _ := d.Observe(&r, nil, nil)
+		require.Len(t, out, 1, "a limit alert opens at once")
+	}
+	require.Equal(t, 4, d.Series())
+	require.Equal(t, 2, d.OpenAlerts())
+	require.Equal(t, 2, d.ForgetDevices(map[string]bool{"a": true, "x": true}))
+	require.Equal(t, 2, d.Series())
+	require.Equal(t, 1, d.OpenAlerts())
+}

@@ -190,6 +190,30 @@ func (d *Detector) newSeries(device, site, metric string) *Series {
 	return s
 }
 
+// ForgetDevices drops the state of every series of the given devices (and
+// their alert budgets) and returns how many series it dropped. Their next
+// readings start new series, which warm up again. The processor calls it
+// when a partition comes back after another processor consumed it: the
+// state it holds is older than the readings it now gets, and would take
+// the readings' resumption for a gap.
+func (d *Detector) ForgetDevices(devices map[string]bool) int {
+	n := 0
+	for k, s := range d.series {
+		if !devices[k.device] {
+			continue
+		}
+		if s.alert.open && !s.alert.muted {
+			d.open--
+		}
+		delete(d.series, k)
+		n++
+	}
+	for dev := range devices {
+		delete(d.budgets, dev)
+	}
+	return n
+}
+
 // Series returns the number of series tracked.
 func (d *Detector) Series() int { return len(d.series) }
 
