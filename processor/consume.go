@@ -18,26 +18,10 @@ import (
 
 // consume runs the fetch → detect → store → publish → commit loop.
 func (p *Processor) consume(ctx context.Context) error {
-	dialer, err := p.cfg.Kafka.Dialer()
+	r, err := p.reader(p.cfg.GroupID, p.cfg.Kafka.ReadingsTopic, p.cfg.BatchSize)
 	if err != nil {
 		return err
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:        p.cfg.Kafka.BrokerList(),
-		GroupID:        p.cfg.GroupID,
-		Topic:          p.cfg.Kafka.ReadingsTopic,
-		Dialer:         dialer,
-		StartOffset:    kafka.FirstOffset,
-		MinBytes:       1,
-		MaxBytes:       16 << 20,
-		MaxWait:        100 * time.Millisecond, // idle polls only: a fetch returns as soon as a reading is there
-		QueueCapacity:  p.cfg.BatchSize,
-		ReadBackoffMin: 100 * time.Millisecond,
-		ReadBackoffMax: 2 * time.Second,
-		// A crashed member's partitions wait this long for a new owner.
-		SessionTimeout:    p.cfg.Kafka.SessionTimeout,
-		HeartbeatInterval: min(3*time.Second, p.cfg.Kafka.SessionTimeout/3),
-	})
 	defer r.Close()
 	w, err := p.cfg.Kafka.Writer(1000, 0) // each batch's alerts go at once
 	if err != nil {
@@ -153,6 +137,31 @@ func (p *Processor) consume(ctx context.Context) error {
 			return nil // the storer gave up at shutdown
 		}
 	}
+}
+
+// reader returns a member of a consumer group on topic that fetches as
+// soon as a message is there and prefetches up to queue messages.
+func (p *Processor) reader(group, topic string, queue int) (*kafka.Reader, error) {
+	dialer, err := p.cfg.Kafka.Dialer()
+	if err != nil {
+		return nil, err
+	}
+	return kafka.NewReader(kafka.ReaderConfig{
+		Brokers:        p.cfg.Kafka.BrokerList(),
+		GroupID:        group,
+		Topic:          topic,
+		Dialer:         dialer,
+		StartOffset:    kafka.FirstOffset,
+		MinBytes:       1,
+		MaxBytes:       16 << 20,
+		MaxWait:        100 * time.Millisecond, // idle polls only: a fetch returns as soon as a message is there
+		QueueCapacity:  queue,
+		ReadBackoffMin: 100 * time.Millisecond,
+		ReadBackoffMax: 2 * time.Second,
+		// A crashed member's partitions wait this long for a new owner.
+		SessionTimeout:    p.cfg.Kafka.SessionTimeout,
+		HeartbeatInterval: min(3*time.Second, p.cfg.Kafka.SessionTimeout/3),
+	}), nil
 }
 
 // work is one batch on its way from detection to the commit.

@@ -24,25 +24,11 @@ import (
 // incident) and commits an offset only once everything before it is
 // published and stored, and no alert of it is still held.
 func (p *Processor) groupIncidents(ctx context.Context) error {
-	dialer, err := p.cfg.Kafka.Dialer()
+	topic := p.cfg.Kafka.RawAlerts()
+	r, err := p.reader(p.cfg.incidentsGroup(), topic, 1000)
 	if err != nil {
 		return err
 	}
-	topic := p.cfg.Kafka.RawAlerts()
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:           p.cfg.Kafka.BrokerList(),
-		GroupID:           p.cfg.incidentsGroup(),
-		Topic:             topic,
-		Dialer:            dialer,
-		StartOffset:       kafka.FirstOffset,
-		MinBytes:          1,
-		MaxBytes:          4 << 20,
-		MaxWait:           100 * time.Millisecond, // idle polls only: a fetch returns as soon as an alert is there
-		ReadBackoffMin:    100 * time.Millisecond,
-		ReadBackoffMax:    2 * time.Second,
-		SessionTimeout:    p.cfg.Kafka.SessionTimeout,
-		HeartbeatInterval: min(3*time.Second, p.cfg.Kafka.SessionTimeout/3),
-	})
 	defer r.Close()
 	w, err := p.cfg.Kafka.Writer(1000, 0)
 	if err != nil {

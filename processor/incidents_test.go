@@ -49,9 +49,11 @@ func (f *fixture) produceMessages(t *testing.T, msgs []kafka.Message) {
 	require.NoError(t, w.WriteMessages(ctx, msgs...))
 }
 
-// alertsUntil reads the alerts topic until done accepts what was read.
+// alertsUntil reads the alerts topic (every partition) until done accepts
+// what was read.
 func (f *fixture) alertsUntil(t *testing.T, done func([]sensor.Alert) bool) []sensor.Alert {
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: f.cfg.Kafka.BrokerList(), Topic: f.cfg.Kafka.AlertsTopic, Partition: 0, MaxWait: 50 * time.Millisecond})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: f.cfg.Kafka.BrokerList(), Topic: f.cfg.Kafka.AlertsTopic, GroupID: f.cfg.GroupID + "-reader",
+		StartOffset: kafka.FirstOffset, MaxWait: 50 * time.Millisecond})
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -165,19 +167,7 @@ func TestOutageAcrossTwoProcessors(t *testing.T) {
 	msgs := fleetReadings(8, 200, func(d, sec int) bool { return d < 6 && sec >= 100 && sec < 160 })
 	f.produceMessages(t, msgs)
 
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: f.cfg.Kafka.BrokerList(), Topic: f.cfg.Kafka.AlertsTopic, GroupID: f.cfg.GroupID + "-reader",
-		StartOffset: kafka.FirstOffset, MaxWait: 50 * time.Millisecond})
-	defer r.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var got []sensor.Alert
-	for !resolvedOutage(got) {
-		m, err := r.ReadMessage(ctx)
-		require.NoError(t, err, "alerts so far: %v", kinds(got))
-		a, err := sensor.ParseAlert(m.Value)
-		require.NoError(t, err)
-		got = append(got, a)
-	}
+	got := f.alertsUntil(t, resolvedOutage)
 	outages := 0
 	for _, a := range got {
 		require.NotEqual(t, "gap", a.Kind, "no device gap alert: %v", kinds(got))
