@@ -236,3 +236,36 @@ func TestPartitionBackFromElsewhereStartsOver(t *testing.T) {
 	}
 	require.True(t, gap)
 }
+
+// A gap alert held by the incidents stage is not committed: when the
+// processor stops before it is published, the next one reads it again from
+// the raw alerts topic and publishes it. Nothing is lost.
+func TestHeldAlertSurvivesARestart(t *testing.T) {
+	s := &testSink{l: newLedger()}
+	f := newFixture(t, s)
+	f.cfg.Incidents.Window, f.cfg.Incidents.Hold = 2*time.Second, time.Hour
+	p1, stop, done := f.start(t)
+	f.produceMessages(t, fleetReadings(8, 200, func(d, sec int) bool { return d == 3 && sec >= 100 && sec < 160 }))
+	require.Eventually(t, func() bool { return testutil.ToFloat64(p1.m.alertsHeld) == 2 }, 30*time.Second, 20*time.Millisecond,
+		"the gap alert's open and resolve events are held")
+	stop()
+	require.NoError(t, <-done)
+
+	f.cfg.Incidents.Hold = 500 * time.Millisecond
+	f.start(t)
+	got := f.alertsUntil(t, func(as []sensor.Alert) bool {
+		for _, a := range as {
+			if a.Kind == "gap" && a.State == sensor.StateResolved {
+				return true
+			}
+		}
+		return false
+	})
+	var gaps []string
+	for _, a := range got {
+		if a.Kind == "gap" {
+			gaps = append(gaps, a.DeviceID+" "+a.State)
+		}
+	}
+	require.Equal(t, []string{"d3 open", "d3 resolved"}, gaps)
+}
