@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -82,6 +83,18 @@ func FormatAlert(a *sensor.Alert) string {
 	// Kind and severity are free text from the alerts topic: printed
 	// quoted when they hold anything but plain ASCII, so no control
 	// character reaches the terminal.
+	if a.DeviceID == sensor.SiteDevice { // an incident: what it groups
+		members := strings.Join(a.Members[:min(len(a.Members), 5)], ",")
+		if len(a.Members) > 5 || a.MemberCount > len(a.Members) {
+			members += ",…"
+		}
+		grouped := ""
+		if a.State == sensor.StateResolved {
+			grouped = fmt.Sprintf(", %d device alerts grouped", a.Suppressed)
+		}
+		return fmt.Sprintf("%s %s %-8s %-8s %s %s: %d devices (%s)%s %s",
+			a.TS.UTC().Format(time.RFC3339), state, printable(a.Severity), printable(a.Kind), a.Site, a.Metric, a.MemberCount, members, grouped, a.AlertID)
+	}
 	return fmt.Sprintf("%s %s %-8s %-8s %s/%s %s=%g expected [%.4g, %.4g] score %.2f %s",
 		a.TS.UTC().Format(time.RFC3339), state, printable(a.Severity), printable(a.Kind), a.Site, a.DeviceID, a.Metric, a.Value,
 		a.ExpectedLow, a.ExpectedHigh, a.Score, a.AlertID)

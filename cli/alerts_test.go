@@ -21,3 +21,12 @@ func TestFormatAlertKeepsControlCharactersOffTheTerminal(t *testing.T) {
 	require.Contains(t, line, `"z\x1b[2Jscore"`)
 	require.Contains(t, line, `"warn ing\n"`)
 }
+
+func TestFormatIncident(t *testing.T) {
+	a := sensor.Alert{AlertID: "9b0e", DeviceID: sensor.SiteDevice, Site: "plant-1", Metric: "readings", State: sensor.StateOpen,
+		Kind: "outage", Severity: "critical", TS: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC),
+		Members: []string{"d1", "d2", "d3", "d4", "d5", "d6"}, MemberCount: 7}
+	require.Equal(t, "2026-11-22T10:00:00Z OPEN     critical outage   plant-1 readings: 7 devices (d1,d2,d3,d4,d5,…) 9b0e", FormatAlert(&a))
+	a.State, a.Suppressed, a.Members, a.MemberCount = sensor.StateResolved, 12, []string{"d1", "d2"}, 2
+	require.Equal(t, "2026-11-22T10:00:00Z RESOLVED critical outage   plant-1 readings: 2 devices (d1,d2), 12 device alerts grouped 9b0e", FormatAlert(&a))
+}
