@@ -241,6 +241,10 @@ func (g *Grouper) Observe(a sensor.Alert, ref Ref, now time.Time, out []Out) []O
 	on := add(s.onsets[a.Metric], onset{device: a.DeviceID, id: a.AlertID, startedAt: a.StartedAt}, g.cfg.Window)
 	s.onsets[a.Metric] = on
 	if devs := distinct(on); g.enough(s, len(devs), now) {
+		if old := s.wide[a.Metric]; old != nil { // an earlier one, over in the readings' time
+			delete(s.wide, a.Metric)
+			out = append(out, Out{Alert: g.closeEvent(s, old)})
+		}
 		w := g.newGroup(s, KindSiteWide, a.Metric, on, now)
 		for _, o := range on {
 			if !o.resolved {
@@ -314,6 +318,9 @@ func (g *Grouper) suppress(w *group, a sensor.Alert, now time.Time, out []Out) [
 // openOutage opens a site's outage incident from its gap onsets and
 // suppresses the gap alerts held so far.
 func (g *Grouper) openOutage(s *site, now time.Time, out []Out) []Out {
+	if s.outage != nil { // an earlier outage, over in the readings' time: it closes first
+		out = append(out, Out{Alert: g.closeEvent(s, s.outage)})
+	}
 	w := g.newGroup(s, KindOutage, OutageMetric, s.gaps, now)
 	s.outage, s.gaps = w, nil
 	out = append(out, Out{Alert: w.ev})

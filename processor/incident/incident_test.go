@@ -302,3 +302,25 @@ func TestSiteWideMembersResolvedBeforeTheIncident(t *testing.T) {
 	require.Equal(t, "pub _site site_wide resolved", summary(out)[len(out)-1])
 	require.Zero(t, g.Open())
 }
+
+// A second outage, later in the readings' time, while the first is still
+// open on the wall clock (a backlog): the first closes before the second
+// opens, so no incident is left open for ever.
+func TestASecondOutageClosesTheFirst(t *testing.T) {
+	g := New(DefaultConfig())
+	g.Census(Census{Site: "s", Partition: 0, Devices: 8}, t0)
+	var out []Out
+	for _, start := range []time.Time{t0, t0.Add(time.Hour)} {
+		for i := range 5 {
+			out = g.Observe(alert("s", fmt.Sprintf("d%d", i), "temperature", kindGap, sensor.StateOpen, start), Ref{0, int64(i)}, t0, out)
+		}
+	}
+	var incidents []string
+	for _, o := range out {
+		if o.Alert.DeviceID == SiteDevice {
+			incidents = append(incidents, o.Alert.State+" "+o.Alert.StartedAt.Format(time.TimeOnly))
+		}
+	}
+	require.Equal(t, []string{"open 12:00:00", "resolved 12:00:00", "open 13:00:00"}, incidents)
+	require.Equal(t, 1, g.Open())
+}
