@@ -170,9 +170,6 @@ type work struct {
 	b         sink.Batch
 	out       []kafka.Message // alerts and dead letters
 	published chan error      // the publisher's result for out
-	// storeAlerts: the sinks get b.Alerts (not when the incidents stage
-	// stores them after grouping).
-	storeAlerts bool
 }
 
 // prepare decodes a batch and runs detection over it. With the incidents
@@ -185,7 +182,7 @@ type work struct {
 // processor consumed the partition meanwhile, and the detector forgets the
 // partition's devices rather than score their readings against older state.
 func (p *Processor) prepare(det *detect.Detector, cen *census, lastOffset map[int]int64, batch []kafka.Message) *work {
-	wk := &work{msgs: batch, published: make(chan error, 1), storeAlerts: true}
+	wk := &work{msgs: batch, published: make(chan error, 1)}
 	b := &wk.b
 	b.Readings = make([]sensor.Reading, 0, len(batch))
 	// Lag per partition at its last message of the batch, set once per
@@ -233,7 +230,6 @@ func (p *Processor) prepare(det *detect.Detector, cen *census, lastOffset map[in
 	incidents := !p.cfg.IncidentsOff
 	if incidents { // the census first: the sizes of the sites, then their alerts
 		wk.out = append(wk.out, cen.report(time.Now(), p.cfg.Kafka.RawAlerts())...)
-		wk.storeAlerts = false
 	}
 	for i := range b.Alerts {
 		a := &b.Alerts[i]
@@ -254,8 +250,8 @@ func (p *Processor) prepare(det *detect.Detector, cen *census, lastOffset map[in
 // published again, with the same ids.)
 func (p *Processor) finish(ctx context.Context, wk *work) error {
 	b := wk.b
-	if !wk.storeAlerts {
-		b.Alerts = nil
+	if !p.cfg.IncidentsOff {
+		b.Alerts = nil // the incidents stage stores them, once grouped
 	}
 	if err := p.sinks.Write(ctx, b); err != nil {
 		return err

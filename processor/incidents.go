@@ -113,9 +113,9 @@ func (st *incidentStage) observe(m *kafka.Message, now time.Time, out []incident
 	st.done[m.Partition] = m.Offset
 	for _, h := range m.Headers {
 		if h.Key == CensusHeader {
-			var c incident.Census
-			if err := json.Unmarshal(m.Value, &c); err != nil || sensor.ValidateID("site", c.Site) != nil || c.Devices < 0 {
-				return out, append(dead, st.deadLetter(m, fmt.Errorf("census is not valid: %v", err)))
+			c, err := parseCensus(m.Value)
+			if err != nil {
+				return out, append(dead, st.deadLetter(m, err))
 			}
 			st.g.Census(c, now)
 			return out, dead
@@ -126,6 +126,22 @@ func (st *incidentStage) observe(m *kafka.Message, now time.Time, out []incident
 		return out, append(dead, st.deadLetter(m, err))
 	}
 	return st.g.Observe(a, incident.Ref{Partition: m.Partition, Offset: m.Offset}, now, out), dead
+}
+
+// parseCensus reads a census message, which a foreign producer on the raw
+// alerts topic may have written.
+func parseCensus(b []byte) (incident.Census, error) {
+	var c incident.Census
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("census is not valid JSON: %w", err)
+	}
+	if err := sensor.ValidateID("site", c.Site); err != nil {
+		return c, err
+	}
+	if c.Devices < 0 {
+		return c, fmt.Errorf("census counts %d devices", c.Devices)
+	}
+	return c, nil
 }
 
 func (st *incidentStage) deadLetter(m *kafka.Message, err error) kafka.Message {

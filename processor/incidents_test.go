@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sensorflow/sensorflow/internal/kafkax"
 	"github.com/sensorflow/sensorflow/internal/sensor"
 	"github.com/sensorflow/sensorflow/processor/detect"
 	"github.com/sensorflow/sensorflow/processor/incident"
@@ -268,4 +270,52 @@ func TestHeldAlertSurvivesARestart(t *testing.T) {
 		}
 	}
 	require.Equal(t, []string{"d3 open", "d3 resolved"}, gaps)
+}
+
+// The raw alerts topic may have foreign producers: a message that is not an
+// alert, or a census that does not read as one, goes to the dead letters
+// with its reason, and the stage goes on.
+func TestForeignRawAlertsAreDeadLettered(t *testing.T) {
+	f := newFixture(t, &testSink{l: newLedger()})
+	f.cfg.Incidents.Hold = 0
+	p, _, _ := f.start(t)
+	census := []kafka.Header{{Key: CensusHeader, Value: []byte("census")}}
+	bad := []kafka.Message{
+		{Value: []byte(`not an alert`)},
+		{Value: []byte(`{"site":"s","partition":0,"devices":3`), Headers: census},
+		{Value: []byte(`{"site":"bad site","partition":0,"devices":3}`), Headers: census},
+		{Value: []byte(`{"site":"s","partition":0,"devices":-1}`), Headers: census},
+	}
+	good := sensor.Alert{AlertID: "a1", DeviceID: "d1", Site: "s", Metric: "temperature", Kind: "zscore", State: sensor.StateOpen,
+		TS: time.Now().UTC(), StartedAt: time.Now().UTC()}
+	v, err := json.Marshal(good)
+	require.NoError(t, err)
+	w, err := f.cfg.Kafka.Writer(10, time.Millisecond)
+	require.NoError(t, err)
+	defer w.Close()
+	for i := range bad {
+		bad[i].Topic, bad[i].Key = f.cfg.Kafka.RawAlerts(), []byte("s")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, w.WriteMessages(ctx, append(bad, kafka.Message{Topic: f.cfg.Kafka.RawAlerts(), Key: []byte("s"), Value: v})...))
+
+	got := f.alertsUntil(t, func(as []sensor.Alert) bool { return len(as) == 1 })
+	require.Equal(t, "a1", got[0].AlertID, "the valid alert after them is published")
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: f.cfg.Kafka.BrokerList(), Topic: f.cfg.Kafka.DeadLetterTopic, Partition: 0, MaxWait: 50 * time.Millisecond})
+	defer r.Close()
+	var details []string
+	for range bad {
+		m, err := r.ReadMessage(ctx)
+		require.NoError(t, err)
+		h := kafkax.HeaderMap(m)
+		require.Equal(t, f.cfg.Kafka.RawAlerts(), h[kafkax.HeaderSourceTopic])
+		details = append(details, h[kafkax.HeaderReason]+": "+h[kafkax.HeaderDetail])
+	}
+	require.Len(t, details, 4)
+	require.Contains(t, details[0], sensor.ReasonInvalidJSON)
+	require.Contains(t, details[1], "census is not valid JSON")
+	require.Contains(t, details[2], sensor.ReasonInvalidID)
+	require.Contains(t, details[3], "census counts -1 devices")
+	require.Equal(t, 1.0, testutil.ToFloat64(p.m.rejected.WithLabelValues(sensor.ReasonInvalidID)))
 }
