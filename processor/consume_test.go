@@ -315,11 +315,15 @@ func TestShutdownStoresAndCommitsTheBatchInHand(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Run did not return after the drain")
 	}
+	// Adaptive batching may have split the ten readings: the batch in the
+	// sink at the signal (and any already prepared behind it) is stored
+	// and committed; what was still unfetched is left to the next run.
 	stored, commits, violations := f.ledger.snapshot()
 	require.Empty(t, violations)
-	require.Equal(t, seqs(0, 10), stored)
+	require.NotEmpty(t, stored)
+	require.Equal(t, seqs(0, len(stored)), stored)
 	require.NotEmpty(t, commits)
-	require.Equal(t, int64(10), commits[len(commits)-1], "the batch in hand is committed before Run returns")
+	require.Equal(t, int64(len(stored)), commits[len(commits)-1], "the batch in hand is committed before Run returns")
 }
 
 // An alert goes out as soon as its reading is scored: it waits for no
