@@ -28,6 +28,19 @@ func (p *Processor) consume(ctx context.Context) error {
 		return err
 	}
 	defer w.Close()
+	var ck *checkpoints
+	var stateW *kafka.Writer
+	if p.cfg.checkpointing() {
+		if err := p.statePartitionsMatch(ctx); err != nil {
+			p.log.Error("detector checkpoints off: series start over after a restart or rebalance", "err", err)
+		} else {
+			ck = newCheckpoints(p)
+			if stateW, err = p.cfg.Kafka.Writer(1000, 0); err != nil {
+				return err
+			}
+			defer stateW.Close()
+		}
+	}
 
 	// Fetching stops with ctx; storing and committing the batch in hand may
 	// go on for DrainTimeout after it.
@@ -63,7 +76,8 @@ func (p *Processor) consume(ctx context.Context) error {
 	// alerts and dead letters of each batch as soon as it is detected (an
 	// alert waits for no store), and the committer commits batch N-1.
 	// Batches are published, stored and committed in fetch order; an offset
-	// is committed only after its batch is stored and published.
+	// is committed only after its batch is stored and published, and, with
+	// checkpoints, only once a checkpoint at or after it is written.
 	det := detect.New(p.cfg.Detect)
 	cen := newCensus(p.cfg.CensusInterval)
 	lastOffset := map[int]int64{}
@@ -102,12 +116,38 @@ func (p *Processor) consume(ctx context.Context) error {
 			close(toCommit)
 			<-committed
 		}()
+		pending := map[int]kafka.Message{} // the last message of each partition not committed yet
 		for wk := range ready {
 			if err := p.finish(drainCtx, wk); err != nil {
 				p.log.Warn("batch left uncommitted at shutdown", "messages", len(wk.msgs), "err", err)
 				return
 			}
-			toCommit <- wk.msgs
+			if ck == nil {
+				toCommit <- wk.msgs
+				continue
+			}
+			for _, m := range wk.msgs {
+				pending[m.Partition] = m
+			}
+			if !wk.checkpoint {
+				continue
+			}
+			if len(wk.state) > 0 {
+				if err := kafkax.WriteAll(drainCtx, stateW, wk.state, p.log, "writing detector checkpoint to kafka", nil); err != nil {
+					p.m.checkpoints.WithLabelValues("error").Inc()
+					p.log.Warn("checkpoint not written: offsets left uncommitted", "devices", len(wk.state), "err", err)
+					return
+				}
+			}
+			p.m.checkpoints.WithLabelValues("written").Inc()
+			if len(pending) > 0 {
+				msgs := make([]kafka.Message, 0, len(pending))
+				for _, m := range pending {
+					msgs = append(msgs, m)
+				}
+				clear(pending)
+				toCommit <- msgs
+			}
 		}
 	}()
 	defer func() {
@@ -117,24 +157,51 @@ func (p *Processor) consume(ctx context.Context) error {
 		<-publishedAll
 	}()
 	c := batch.NewCollector(fetched, p.cfg.batchPolicy())
+	send := func(wk *work) bool {
+		toPublish <- wk // never blocks long: the storer waits for each batch's publishing
+		select {
+		case ready <- wk:
+			return true
+		case <-stored:
+			return false // the storer gave up at shutdown
+		}
+	}
+	checkpoint := func() *work { // a checkpoint without readings
+		return &work{published: make(chan error, 1), state: ck.take(det), checkpoint: true}
+	}
 	for {
-		msgs, ok := c.Next(ctx, make([]kafka.Message, 0, p.cfg.BatchSize))
+		// With checkpoints, waiting for readings ends when one falls due.
+		nctx, cancel := ctx, context.CancelFunc(func() {})
+		if dl := ck.deadline(); !dl.IsZero() {
+			nctx, cancel = context.WithDeadline(ctx, dl)
+		}
+		msgs, ok := c.Next(nctx, make([]kafka.Message, 0, p.cfg.BatchSize))
+		cancel()
 		if !ok {
+			if ctx.Err() == nil && nctx.Err() != nil {
+				if !send(checkpoint()) {
+					return nil
+				}
+				continue
+			}
 			select {
 			case err := <-fetchErr:
 				return err
 			default:
-				return nil
 			}
+			if ck != nil {
+				send(checkpoint()) // at shutdown: the state of everything scored, and its offsets
+			}
+			return nil
 		}
-		wk := p.prepare(det, cen, lastOffset, msgs)
+		wk := p.prepare(ctx, det, cen, ck, lastOffset, msgs)
+		if ck.due(time.Now()) {
+			wk.state, wk.checkpoint = ck.take(det), true
+		}
 		p.m.series.Set(float64(det.Series()))
 		p.m.openAlerts.Set(float64(det.OpenAlerts()))
-		toPublish <- wk // never blocks long: the storer waits for each batch's publishing
-		select {
-		case ready <- wk:
-		case <-stored:
-			return nil // the storer gave up at shutdown
+		if !send(wk) {
+			return nil
 		}
 	}
 }
@@ -170,6 +237,11 @@ type work struct {
 	b         sink.Batch
 	out       []kafka.Message // alerts and dead letters
 	published chan error      // the publisher's result for out
+	// checkpoint: the detector state after this batch, written to the
+	// state topic once the batch is stored; offsets up to here are then
+	// committed.
+	state      []kafka.Message
+	checkpoint bool
 }
 
 // prepare decodes a batch and runs detection over it. With the incidents
@@ -178,20 +250,27 @@ type work struct {
 // the alerts topic and into the sinks with the batch. lastOffset holds the
 // offset of the last message taken from each partition: a message at or
 // below it was scored already (a rebalance gave the partition back from
-// its last commit) and is skipped; one beyond the next means another
-// processor consumed the partition meanwhile, and the detector forgets the
-// partition's devices rather than score their readings against older state.
-func (p *Processor) prepare(det *detect.Detector, cen *census, lastOffset map[int]int64, batch []kafka.Message) *work {
+// its last commit) and is skipped. A partition seen for the first time, or
+// one whose next message lies beyond the next offset (another processor
+// consumed it meanwhile), gets its devices' states from the checkpoints
+// (ck) before its first reading is scored; without checkpoints the
+// detector forgets the partition's devices rather than score their
+// readings against older state. A reading that a restored state already
+// folded in is stored and scored already, and skipped too.
+func (p *Processor) prepare(ctx context.Context, det *detect.Detector, cen *census, ck *checkpoints, lastOffset map[int]int64, batch []kafka.Message) *work {
 	wk := &work{msgs: batch, published: make(chan error, 1)}
 	b := &wk.b
 	b.Readings = make([]sensor.Reading, 0, len(batch))
 	// Lag per partition at its last message of the batch, set once per
 	// partition rather than once per reading.
 	lag := map[int]int64{}
-	skipped := 0
+	skipped, covered := 0, 0
 	defer func() {
 		if skipped > 0 {
 			p.log.Info("readings redelivered after a rebalance were scored already: not scored again", "readings", skipped)
+		}
+		if covered > 0 {
+			p.log.Info("readings redelivered after a restart or rebalance are in the restored detector state, stored already: skipped", "readings", covered)
 		}
 		for part, n := range lag {
 			p.m.lag.WithLabelValues(strconv.Itoa(part)).Set(float64(n))
@@ -209,12 +288,18 @@ func (p *Processor) prepare(det *detect.Detector, cen *census, lastOffset map[in
 				continue
 			}
 			if m.Offset != last+1 {
-				if n := det.ForgetDevices(cen.devices(m.Partition)); n > 0 {
+				if ck != nil {
+					p.log.Info("partition consumed elsewhere meanwhile: restoring its detector state", "partition", m.Partition,
+						"after_offset", last, "offset", m.Offset)
+					ck.restore(ctx, det, m.Partition, cen.devices(m.Partition))
+				} else if n := det.ForgetDevices(cen.devices(m.Partition)); n > 0 {
 					p.m.stateResets.Inc()
 					p.log.Info("partition consumed elsewhere meanwhile: its series start over", "partition", m.Partition,
 						"after_offset", last, "offset", m.Offset, "series", n)
 				}
 			}
+		} else if ck != nil {
+			ck.restore(ctx, det, m.Partition, nil)
 		}
 		lastOffset[m.Partition] = m.Offset
 		r, err := sensor.ParseReading(m.Value)
@@ -223,9 +308,17 @@ func (p *Processor) prepare(det *detect.Detector, cen *census, lastOffset map[in
 			wk.out = append(wk.out, p.deadLetter(m, err))
 			continue
 		}
+		cen.see(m.Partition, r.Site, r.DeviceID, r.TS)
+		if ck != nil && ck.skip(r.DeviceID, m.Offset) {
+			// Scored and stored before the checkpoint that holds its state.
+			covered++
+			continue
+		}
 		b.Readings = append(b.Readings, r)
 		b.Alerts, b.Scores = det.Observe(&b.Readings[len(b.Readings)-1], b.Alerts, b.Scores)
-		cen.see(m.Partition, r.Site, r.DeviceID, r.TS)
+		if ck != nil {
+			ck.scored(r.DeviceID, r.Site, m.Partition, m.Offset)
+		}
 	}
 	incidents := !p.cfg.IncidentsOff
 	if incidents { // the census first: the sizes of the sites, then their alerts

@@ -145,6 +145,7 @@ func newFixture(t *testing.T, s *testSink) *fixture {
 	id := testenv.Unique("proc")
 	f.cfg.Kafka.Brokers = brokers
 	f.cfg.Kafka.ReadingsTopic, f.cfg.Kafka.AlertsTopic, f.cfg.Kafka.DeadLetterTopic = id+".readings", id+".alerts", id+".deadletter"
+	f.cfg.Kafka.StateTopic = id + ".state"
 	f.cfg.Kafka.Partitions = 1
 	f.cfg.GroupID = id
 	f.cfg.BatchSize, f.cfg.Linger = 20, 0 // adaptive, the default
@@ -252,6 +253,7 @@ func TestCommitsInOrderAcrossOverlappingBatches(t *testing.T) {
 	// overlap across about 50 batches.
 	s := &testSink{l: newLedger(), delay: 3 * time.Millisecond}
 	f := newFixture(t, s)
+	f.cfg.CheckpointInterval = 0 // commits every batch (checkpoint_test.go: at checkpoints)
 	f.start(t)
 	for from := 0; from < 1000; from += 250 {
 		f.produce(t, readings(from, 250)...)

@@ -203,20 +203,20 @@ func TestPartitionBackFromElsewhereStartsOver(t *testing.T) {
 	for i := range 60 {
 		first = append(first, msg(int64(i), i))
 	}
-	p.prepare(det, cen, last, first)
+	p.prepare(context.Background(), det, cen, nil, last, first)
 	require.Equal(t, 1, det.Series())
 	// Another processor consumed offsets 60 to 99 (seconds 60 to 99).
-	wk := p.prepare(det, cen, last, []kafka.Message{msg(100, 100), msg(101, 101)})
+	wk := p.prepare(context.Background(), det, cen, nil, last, []kafka.Message{msg(100, 100), msg(101, 101)})
 	for _, a := range wk.b.Alerts {
 		require.NotEqual(t, "gap", a.Kind, "the readings never stopped")
 	}
 	require.Equal(t, 1.0, testutil.ToFloat64(p.m.stateResets))
 	// In order again: nothing more is forgotten.
-	p.prepare(det, cen, last, []kafka.Message{msg(102, 102)})
+	p.prepare(context.Background(), det, cen, nil, last, []kafka.Message{msg(102, 102)})
 	require.Equal(t, 1.0, testutil.ToFloat64(p.m.stateResets))
 	// Handed back from the last commit (a rebalance that left the partition
 	// here): what was scored is not scored again, nor forgotten.
-	wk = p.prepare(det, cen, last, []kafka.Message{msg(101, 101), msg(102, 102), msg(103, 103)})
+	wk = p.prepare(context.Background(), det, cen, nil, last, []kafka.Message{msg(101, 101), msg(102, 102), msg(103, 103)})
 	require.Len(t, wk.b.Readings, 1)
 	require.Equal(t, int64(103), wk.b.Readings[0].Seq)
 	require.Equal(t, 1.0, testutil.ToFloat64(p.m.stateResets))
@@ -225,7 +225,7 @@ func TestPartitionBackFromElsewhereStartsOver(t *testing.T) {
 	// The same jump without forgetting would have raised a gap alert: the
 	// test can tell.
 	det2, last2 := detect.New(p.cfg.Detect), map[int]int64{}
-	p.prepare(det2, newCensus(time.Minute), last2, first)
+	p.prepare(context.Background(), det2, newCensus(time.Minute), nil, last2, first)
 	var gap bool
 	var out []sensor.Alert
 	for _, m := range []kafka.Message{msg(100, 100)} {

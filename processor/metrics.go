@@ -20,6 +20,12 @@ type metrics struct {
 	incidentsOpen prometheus.Gauge
 	alertsHeld    prometheus.Gauge
 	stateResets   prometheus.Counter
+	// detector checkpoints
+	checkpoints      *prometheus.CounterVec // result: written, error
+	checkpointSeries prometheus.Counter
+	checkpointBytes  prometheus.Counter
+	restores         *prometheus.CounterVec // result: restored, failed
+	restoredSeries   *prometheus.CounterVec // result: restored, discarded (devices)
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -58,10 +64,35 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sensorflow_processor_alerts_held", Help: "Device gap alerts held by the incidents stage while it waits to learn whether they are part of an outage (-incidents.hold).",
 		}),
 		stateResets: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sensorflow_processor_partition_state_resets_total", Help: "Times a partition came back after another processor consumed it, and the detector state of its devices started over.",
+			Name: "sensorflow_processor_partition_state_resets_total", Help: "Times a partition came back after another processor consumed it and this processor dropped the detector state it held for its devices (stale): they are restored from the state topic, or start over without checkpoints.",
 		}),
+		checkpoints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sensorflow_processor_checkpoints_total", Help: "Detector checkpoints, by result: written to the state topic (offsets are committed up to them), or failed to write.",
+		}, []string{"result"}),
+		checkpointSeries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sensorflow_processor_checkpoint_series_total", Help: "Series whose state was written in a checkpoint.",
+		}),
+		checkpointBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sensorflow_processor_checkpoint_bytes_total", Help: "Bytes of detector state written in checkpoints (values only).",
+		}),
+		restores: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sensorflow_processor_state_restores_total", Help: "Partitions whose detector states were read from the state topic when they came to this processor, by result (restored, or failed: the devices start over).",
+		}, []string{"result"}),
+		restoredSeries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sensorflow_processor_state_restored_total", Help: "Restored detector state: series restored, and device states discarded (another detector version, or damaged).",
+		}, []string{"result"}),
 	}
-	reg.MustRegister(m.readings, m.rejected, m.alerts, m.batches, m.lag, m.series, m.openAlerts, m.grouped, m.incidents, m.incidentsOpen, m.alertsHeld, m.stateResets)
+	reg.MustRegister(m.readings, m.rejected, m.alerts, m.batches, m.lag, m.series, m.openAlerts, m.grouped, m.incidents, m.incidentsOpen, m.alertsHeld, m.stateResets,
+		m.checkpoints, m.checkpointSeries, m.checkpointBytes, m.restores, m.restoredSeries)
+	for _, r := range []string{"written", "error"} {
+		m.checkpoints.WithLabelValues(r)
+	}
+	for _, r := range []string{"restored", "failed"} {
+		m.restores.WithLabelValues(r)
+	}
+	for _, r := range []string{"restored", "discarded"} {
+		m.restoredSeries.WithLabelValues(r)
+	}
 	for _, r := range []string{"published", "grouped"} {
 		m.grouped.WithLabelValues(r)
 	}

@@ -35,6 +35,9 @@ type Config struct {
 	BatchSize    int
 	Linger       time.Duration
 	DrainTimeout time.Duration
+	// CheckpointInterval: how often the detector state is written to
+	// Kafka.StateTopic (checkpoint.go); 0 turns checkpoints off.
+	CheckpointInterval time.Duration
 	Detect       detect.Config
 	// Incidents: the incidents stage (see incidents.go) runs in every
 	// processor unless IncidentsOff.
@@ -53,6 +56,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchSize, "processor.batch-size", 2000, "Most readings per batch (one sink write and one offset commit per batch).")
 	fs.DurationVar(&c.Linger, "processor.linger", 0, "Longest wait to fill a batch after its first reading (0: adaptive, process what is in hand as soon as no reading waits; batches grow while the sinks are busy).")
 	fs.DurationVar(&c.DrainTimeout, "processor.drain-timeout", 20*time.Second, "On shutdown, how long to keep trying to store and commit the batch in hand.")
+	fs.DurationVar(&c.CheckpointInterval, "processor.checkpoint-interval", 5*time.Second, "How often the detector state of the devices scored meanwhile is written to the state topic (-kafka.state-topic); offsets are committed at each checkpoint, so a crash re-reads at most this much (0: no checkpoints, offsets committed every batch, and series start over after a restart or rebalance).")
 	fs.BoolVar(&c.IncidentsOff, "incidents.off", false, "Publish every device alert straight to the alerts topic, without grouping alerts into site incidents (outage, site_wide).")
 	fs.StringVar(&c.IncidentsGroup, "incidents.group", "", "Kafka consumer group of the incidents stage, which every processor runs (empty: -processor.group and -incidents).")
 	fs.DurationVar(&c.CensusInterval, "incidents.census-interval", 10*time.Second, "How often each processor reports the devices of each site it sees to the incidents stage.")
@@ -83,6 +87,9 @@ func (c *Config) Validate() error {
 			return errors.New("processor: a sink without a name or an Open")
 		}
 	}
+	if c.CheckpointInterval < 0 {
+		return errors.New("processor.checkpoint-interval must not be negative")
+	}
 	if !c.IncidentsOff {
 		if err := c.Incidents.Validate(); err != nil {
 			return err
@@ -92,6 +99,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	return c.Detect.Validate()
+}
+
+// checkpointing reports whether detector checkpoints are on.
+func (c *Config) checkpointing() bool {
+	return c.CheckpointInterval > 0 && c.Kafka.StateTopic != ""
 }
 
 func (c *Config) batchPolicy() batch.Policy {

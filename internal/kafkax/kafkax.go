@@ -30,6 +30,7 @@ type Config struct {
 	AlertsTopic       string
 	RawAlertsTopic    string
 	DeadLetterTopic   string
+	StateTopic        string
 	Partitions        int
 	ReplicationFactor int
 	CreateTopics      bool
@@ -48,6 +49,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AlertsTopic, "kafka.alerts-topic", "sensorflow.alerts", "Kafka topic for the alerts users subscribe to: device alerts and site incidents (key: device id, or the site for incidents).")
 	fs.StringVar(&c.RawAlertsTopic, "kafka.raw-alerts-topic", "", "Kafka topic for every device alert the detectors raise, before they are grouped into incidents, and the processors' device census (key: site; empty: the alerts topic's name and .raw, sensorflow.alerts.raw by default).")
 	fs.StringVar(&c.DeadLetterTopic, "kafka.deadletter-topic", "sensorflow.deadletter", "Kafka topic for rejected payloads, with the reason in headers.")
+	fs.StringVar(&c.StateTopic, "kafka.state-topic", "sensorflow.detector-state", "Compacted Kafka topic where processors checkpoint the detector state of each device (key: device id; as many partitions as the readings topic).")
 	fs.IntVar(&c.Partitions, "kafka.partitions", 6, "Partitions of each topic Sensorflow creates.")
 	fs.IntVar(&c.ReplicationFactor, "kafka.replication-factor", 1, "Replication factor of each topic Sensorflow creates.")
 	fs.BoolVar(&c.CreateTopics, "kafka.create-topics", true, "Create missing topics at start-up.")
@@ -191,7 +193,11 @@ func (c *Config) Writer(batchSize int, linger time.Duration) (*kafka.Writer, err
 }
 
 func (c *Config) names() []string {
-	return []string{c.ReadingsTopic, c.AlertsTopic, c.RawAlerts(), c.DeadLetterTopic}
+	out := []string{c.ReadingsTopic, c.AlertsTopic, c.RawAlerts(), c.DeadLetterTopic}
+	if c.StateTopic != "" {
+		out = append(out, c.StateTopic)
+	}
+	return out
 }
 
 // RawAlerts is the raw alerts topic: RawAlertsTopic, or by default the
@@ -207,7 +213,17 @@ func (c *Config) RawAlerts() string {
 func (c *Config) Topics() []kafka.TopicConfig {
 	var out []kafka.TopicConfig
 	for _, t := range c.names() {
-		out = append(out, kafka.TopicConfig{Topic: t, NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor})
+		tc := kafka.TopicConfig{Topic: t, NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor}
+		if t == c.StateTopic {
+			// Only each device's latest state matters: compacted, with
+			// segments rolled hourly so compaction can reach them.
+			tc.ConfigEntries = []kafka.ConfigEntry{
+				{ConfigName: "cleanup.policy", ConfigValue: "compact"},
+				{ConfigName: "segment.ms", ConfigValue: "3600000"},
+				{ConfigName: "min.cleanable.dirty.ratio", ConfigValue: "0.2"},
+			}
+		}
+		out = append(out, tc)
 	}
 	return out
 }

@@ -1,0 +1,122 @@
+package processor
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sensorflow/sensorflow/internal/sensor"
+	"github.com/sensorflow/sensorflow/processor/detect"
+)
+
+// expectedAlerts runs one uninterrupted detector over the readings, in
+// order, and returns the "id state" of every alert event it raises.
+func expectedAlerts(t *testing.T, cfg detect.Config, msgs []kafka.Message) []string {
+	d := detect.New(cfg)
+	var out []sensor.Alert
+	for _, m := range msgs {
+		r, err := sensor.ParseReading(m.Value)
+		require.NoError(t, err)
+		out, _ = d.Observe(&r, out, nil)
+	}
+	return alertKeys(out)
+}
+
+func alertKeys(as []sensor.Alert) []string {
+	var out []string
+	for _, a := range as {
+		k := a.AlertID + " " + a.State
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// A processor that stops and a new one that takes over continue the
+// detector where it stood: the alerts on every reading after the restart
+// equal those of one uninterrupted detector over all the readings. Here a
+// spike five readings after the restart alerts, which a detector that
+// starts over (warming up for 30 readings) would miss.
+func TestCheckpointCarriesTheDetectorAcrossARestart(t *testing.T) {
+	f := newFixture(t, &testSink{l: newLedger()})
+	f.cfg.Kafka.Partitions = 2
+	f.cfg.IncidentsOff = true
+	f.cfg.CheckpointInterval = 200 * time.Millisecond
+	spike := func(d, sec int) bool { return d == 1 && sec == 45 }
+	fleet := fleetReadings(4, 60, func(int, int) bool { return false })
+	for i := range fleet {
+		if r, _ := sensor.ParseReading(fleet[i].Value); spike(int(r.DeviceID[1]-'0'), int(r.Seq)) {
+			r.Metrics["temperature"] = 30
+			fleet[i].Value = r.AppendJSON(nil)
+		}
+	}
+	before, after := fleet[:4*40], fleet[4*40:]
+	want := expectedAlerts(t, f.cfg.Detect, fleet)
+	require.Len(t, want, 2, "the spike opens and resolves an alert: %v", want)
+	// Starting over at the restart misses it: the test can tell.
+	require.Empty(t, expectedAlerts(t, f.cfg.Detect, after))
+
+	p1, stop, done := f.start(t)
+	f.produceMessages(t, slices.Clone(before))
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(p1.m.readings.WithLabelValues("stored")) == 160 && testutil.ToFloat64(p1.m.checkpointSeries) >= 4
+	}, 30*time.Second, 10*time.Millisecond)
+	require.Positive(t, testutil.ToFloat64(p1.m.restores.WithLabelValues("restored")), "the partitions were read (empty) before their first reading was scored")
+	stop()
+	require.NoError(t, <-done)
+
+	p2, _, _ := f.start(t)
+	f.produceMessages(t, slices.Clone(after))
+	got := f.alertsUntil(t, func(as []sensor.Alert) bool { return len(as) >= 2 })
+	require.Equal(t, want, alertKeys(got))
+	require.Eventually(t, func() bool { return testutil.ToFloat64(p2.m.restoredSeries.WithLabelValues("restored")) == 4 }, 30*time.Second, 10*time.Millisecond,
+		"the four devices' series came from the state topic")
+	require.Zero(t, testutil.ToFloat64(p2.m.restoredSeries.WithLabelValues("discarded")))
+	require.Eventually(t, func() bool { return testutil.ToFloat64(p2.m.readings.WithLabelValues("stored")) == 80 }, 30*time.Second, 10*time.Millisecond,
+		"the first processor's readings were committed at its last checkpoint: none comes again")
+}
+
+// A state that another detector version wrote is discarded with a log
+// line: the device starts over, and its readings are scored and stored.
+func TestStateOfAnotherVersionIsDiscarded(t *testing.T) {
+	f := newFixture(t, &testSink{l: newLedger()})
+	f.cfg.IncidentsOff = true
+	f.cfg.CheckpointInterval = 100 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, f.cfg.Kafka.EnsureTopics(ctx))
+	w, err := f.cfg.Kafka.Writer(10, 0)
+	require.NoError(t, err)
+	defer w.Close()
+	old := binary.AppendUvarint([]byte("sfds"), detect.StateVersion+1)
+	old = append(old, "a layout this detector does not know"...)
+	require.NoError(t, w.WriteMessages(ctx, kafka.Message{Topic: f.cfg.Kafka.StateTopic, Key: []byte("dev-1"), Value: old, Headers: []kafka.Header{
+		{Key: hdrStateOffset, Value: []byte("3")}, {Key: hdrStatePartition, Value: []byte("0")}, {Key: hdrStateVersion, Value: []byte(strconv.Itoa(detect.StateVersion + 1))},
+	}}))
+
+	p, err := New(f.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	require.NoError(t, err)
+	run, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(run) }()
+	defer func() { stop(); <-done }()
+	f.produce(t, readings(0, 10)...)
+	require.Eventually(t, func() bool { return testutil.ToFloat64(p.m.readings.WithLabelValues("stored")) == 10 }, 30*time.Second, 10*time.Millisecond,
+		"every reading is stored, none skipped for the discarded state's offset")
+	require.Equal(t, 1.0, testutil.ToFloat64(p.m.restoredSeries.WithLabelValues("discarded")))
+	require.Zero(t, testutil.ToFloat64(p.m.restoredSeries.WithLabelValues("restored")))
+	require.Eventually(t, func() bool { return testutil.ToFloat64(p.m.checkpointSeries) >= 1 }, 30*time.Second, 10*time.Millisecond,
+		"its new state is checkpointed")
+}
