@@ -38,7 +38,7 @@ func (b *bench) dropTopics(k kafkax.Config) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, _ = cl.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{k.ReadingsTopic, k.AlertsTopic, k.RawAlerts(), k.DeadLetterTopic}})
+	_, _ = cl.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{k.ReadingsTopic, k.AlertsTopic, k.RawAlerts(), k.DeadLetterTopic, k.State()}})
 }
 
 // bridgeArgs are the flags of a bridge process for topics k under prefix.

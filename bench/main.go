@@ -78,6 +78,8 @@ type bench struct {
 	id      string
 	log     *slog.Logger
 	results []result
+	// checkpoints of the last processor run: bytes and series written
+	ckptBytes, ckptSeries float64
 }
 
 func main() {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sensorflow/sensorflow/internal/kafkax"
 	"github.com/sensorflow/sensorflow/internal/sensor"
+	"github.com/sensorflow/sensorflow/processor"
 	"github.com/sensorflow/sensorflow/processor/detect"
 	"github.com/sensorflow/sensorflow/processor/sink"
 	"github.com/sensorflow/sensorflow/processor/sink/sinktest"
@@ -38,6 +39,15 @@ func processorDefaults() (batch, influxLines, cassConcurrency int, detectCfg det
 	detectCfg.RegisterFlags(fs)
 	_ = fs.Parse(nil)
 	return batch, influx.BatchLines, cass.Concurrency, detectCfg, cass
+}
+
+// checkpointEvery is the processor's default checkpoint interval.
+func checkpointEvery() time.Duration {
+	var c processor.Config
+	fs := flag.NewFlagSet("", flag.PanicOnError)
+	c.RegisterFlags(fs)
+	_ = fs.Parse(nil)
+	return c.CheckpointInterval
 }
 
 // makeReadings returns n readings of devices devices with two metrics each,
@@ -187,6 +197,8 @@ func (b *bench) runProcessor(ctx context.Context, name string, args []string, n 
 		return 0, 0, 0, err
 	}
 	cpu1, _ := p.CPU()
+	b.ckptBytes, _ = p.Metric("sensorflow_processor_checkpoint_bytes_total", nil)
+	b.ckptSeries, _ = p.Metric("sensorflow_processor_checkpoint_series_total", nil)
 	b.log.Info("processor run", "name", name, "machine_busy", fmt.Sprintf("%.0f%%", 100*harness.BusySince(busy0, total0)))
 	_, peak, _ = p.Memory()
 	if prof != nil {
@@ -207,6 +219,7 @@ func (b *bench) processor(ctx context.Context) error {
 	cl := &http.Client{Timeout: time.Minute}
 	var ceil, rate, cpuPer []float64
 	var peak int64
+	var ckptPerSeries float64
 	for round := range b.cfg.rounds {
 		id := fmt.Sprintf("%s-p%d", b.id, round)
 
@@ -239,10 +252,15 @@ func (b *bench) processor(ctx context.Context) error {
 			return err
 		}
 		rate, cpuPer, peak = append(rate, r), append(cpuPer, c), max(peak, pk)
+		if b.ckptSeries > 0 {
+			ckptPerSeries = b.ckptBytes / b.ckptSeries
+		}
 		b.log.Info("processor round", "round", round, "ceiling_readings_s", int(ceil[round]), "processor_readings_s", int(r), "cpu_us_per_reading", c)
 	}
 	b.add(result{Section: "processor", Name: "Kafka → detect → InfluxDB", Value: best(rate), Unit: "readings/s", Ceiling: best(ceil), Target: 0.9,
-		Note: fmt.Sprintf("%d readings (2 metrics, 2 lines each) per round, best of %d; ceiling: the same line protocol pre-encoded, %d-line requests, one writer", n, b.cfg.rounds, influxLines)})
+		Note: fmt.Sprintf("%d readings (2 metrics, 2 lines each) per round, best of %d, detector checkpoints on (every %s, the default); ceiling: the same line protocol pre-encoded, %d-line requests, one writer", n, b.cfg.rounds, checkpointEvery(), influxLines)})
+	b.add(result{Section: "processor", Name: "detector checkpoint per series", Value: ckptPerSeries, Unit: "B",
+		Note: "state written to the compacted state topic per series and checkpoint (only series scored since the previous checkpoint are written)"})
 	b.add(result{Section: "processor", Name: "CPU per reading (InfluxDB)", Value: lowest(cpuPer), Unit: "µs"})
 	b.add(result{Section: "processor", Name: "peak RSS (InfluxDB)", Value: float64(peak) / (1 << 20), Unit: "MiB"})
 	if b.cfg.peers {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sensorflow/sensorflow/internal/kafkax"
 	"github.com/sensorflow/sensorflow/internal/sensor"
+	"github.com/sensorflow/sensorflow/processor/detect"
 	"github.com/sensorflow/sensorflow/processor/sink"
 	"github.com/sensorflow/sensorflow/simulator"
 )
@@ -37,6 +38,10 @@ type row struct {
 	opened                      map[string]int // alerts opened on Kafka, by kind
 	faultGaps                   int            // gap alerts opened on Kafka that no injected dropout explains
 	siteIncidents               map[string]int // incidents opened on Kafka, by site
+	// device alert events an uninterrupted detector raises over the
+	// readings topic, those of them the processors did not raise, and
+	// those they raised beyond them (sameAlerts scenarios)
+	alertsExpected, alertsMissed, alertsExtra int
 	recovery                    time.Duration
 	storedAt                    time.Time // when both stores first held every acknowledged reading
 	peakBridge, peakProcessor   int64
@@ -70,6 +75,9 @@ func (r *row) verdict(sc scenario, cfg config) string {
 				bad = append(bad, fmt.Sprintf("%d incidents for site %s, at most one", n, site))
 			}
 		}
+	}
+	if sc.sameAlerts && r.alertsMissed+r.alertsExtra > 0 {
+		bad = append(bad, fmt.Sprintf("device alerts differ from an uninterrupted detector's over the same readings: %d of %d missed, %d extra", r.alertsMissed, r.alertsExpected, r.alertsExtra))
 	}
 	if sc.memory {
 		if r.peakBridge > cfg.memBudget<<20 || r.peakProcessor > cfg.memBudget<<20 {
@@ -173,6 +181,11 @@ func (r *run) verify(ctx context.Context, res *row) error {
 	alerts, err := r.f.readTopic(ctx, r.id+".alerts")
 	if err != nil {
 		return err
+	}
+	if r.sameAlerts {
+		if err := r.compareAlerts(ctx, res, readings); err != nil {
+			return err
+		}
 	}
 	res.opened, res.siteIncidents = map[string]int{}, map[string]int{}
 	dropouts, err := readDropouts(filepath.Join(r.dir, "truth.jsonl"))
@@ -392,7 +405,7 @@ func (f *faults) kafka() *kafkax.Config {
 }
 
 func deleteTopics(id string) *kafka.DeleteTopicsRequest {
-	return &kafka.DeleteTopicsRequest{Topics: []string{id + ".readings", id + ".alerts", id + ".alerts.raw", id + ".deadletter"}}
+	return &kafka.DeleteTopicsRequest{Topics: []string{id + ".readings", id + ".alerts", id + ".alerts.raw", id + ".deadletter", id + ".detector-state"}}
 }
 
 // readTopic reads every message of a topic up to each partition's end.
@@ -460,6 +473,12 @@ func (f *faults) print(w io.Writer) {
 	for _, r := range f.rows {
 		fmt.Fprintf(w, "  %-18s %s; gap alerts no injected dropout explains: %d\n", r.scenario, byKind(r.opened), r.faultGaps)
 	}
+	fmt.Fprintf(w, "\ndevice alert events compared with one uninterrupted detector over the same readings (detector state restored from its checkpoints after the fault)\n\n")
+	for _, r := range f.rows {
+		if r.alertsExpected+r.alertsMissed+r.alertsExtra > 0 {
+			fmt.Fprintf(w, "  %-18s expected %d, missed %d, extra %d\n", r.scenario, r.alertsExpected, r.alertsMissed, r.alertsExtra)
+		}
+	}
 }
 
 func byKind(m map[string]int) string {
@@ -507,4 +526,70 @@ func (d dropouts) explain(device string, t time.Time) bool {
 		}
 	}
 	return false
+}
+
+// compareAlerts runs one detector, configured as the processors are, over
+// the readings topic (each partition in order: a device's readings are in
+// one) and compares the alert events it raises with those the processors
+// put on the raw alerts topic, each event once. Restarts and rebalances
+// restore the detector state from its checkpoints, so the two must be
+// equal: after a kill -9, a graceful restart, or partitions moving to a
+// second processor and back. The raw alerts topic is read again for up to
+// 30 s while the processor finishes its last readings.
+func (r *run) compareAlerts(ctx context.Context, res *row, readings []kafka.Message) error {
+	var cfg detect.Config
+	fs := flag.NewFlagSet("detect", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		return err
+	}
+	det := detect.New(cfg)
+	var out []sensor.Alert
+	for _, m := range readings {
+		rd, err := sensor.ParseReading(m.Value)
+		if err != nil {
+			continue // dead-lettered, never scored
+		}
+		out, _ = det.Observe(&rd, out, nil)
+	}
+	want := map[string]bool{}
+	for _, a := range out {
+		want[a.AlertID+" "+a.State] = true
+	}
+	var missed, extra []string
+	for end := time.Now().Add(30 * time.Second); ; {
+		raw, err := r.f.readTopic(ctx, r.id+".alerts.raw")
+		if err != nil {
+			return err
+		}
+		got := map[string]bool{}
+		for _, m := range raw {
+			if a, err := sensor.ParseAlert(m.Value); err == nil && a.DeviceID != "" {
+				got[a.AlertID+" "+a.State] = true
+			}
+		}
+		missed, extra = missed[:0], extra[:0]
+		for k := range want {
+			if !got[k] {
+				missed = append(missed, k)
+			}
+		}
+		for k := range got {
+			if !want[k] {
+				extra = append(extra, k)
+			}
+		}
+		if len(missed)+len(extra) == 0 || time.Now().After(end) {
+			break
+		}
+		time.Sleep(3 * time.Second)
+	}
+	res.alertsExpected, res.alertsMissed, res.alertsExtra = len(want), len(missed), len(extra)
+	if len(missed)+len(extra) > 0 {
+		sort.Strings(missed)
+		sort.Strings(extra)
+		_ = os.WriteFile(filepath.Join(r.dir, "alert-mismatch.txt"),
+			[]byte("missed (an uninterrupted detector raises them):\n"+strings.Join(missed, "\n")+"\n\nextra:\n"+strings.Join(extra, "\n")+"\n"), 0o644)
+	}
+	return nil
 }

@@ -102,7 +102,7 @@ func (c *checkpoints) take(det *detect.Detector) []kafka.Message {
 	det.DeviceStates(sites, func(dev string, st []byte, n int) {
 		pos := c.dirty[dev]
 		out = append(out, kafka.Message{
-			Topic: c.p.cfg.Kafka.StateTopic, Key: []byte(dev), Value: append([]byte(nil), st...),
+			Topic: c.p.cfg.Kafka.State(), Key: []byte(dev), Value: append([]byte(nil), st...),
 			Headers: []kafka.Header{
 				{Key: hdrStateOffset, Value: strconv.AppendInt(nil, pos.offset, 10)},
 				{Key: hdrStatePartition, Value: strconv.AppendInt(nil, int64(pos.partition), 10)},
@@ -184,7 +184,7 @@ func (c *checkpoints) restore(ctx context.Context, det *detect.Detector, partiti
 // read returns the latest state of each device in one partition of the
 // state topic, reading it from its first offset to its end.
 func (c *checkpoints) read(ctx context.Context, partition int) (map[string]kafka.Message, error) {
-	topic := c.p.cfg.Kafka.StateTopic
+	topic := c.p.cfg.Kafka.State()
 	cl, err := c.p.cfg.Kafka.Client()
 	if err != nil {
 		return nil, err
@@ -251,7 +251,7 @@ func (p *Processor) statePartitionsMatch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{p.cfg.Kafka.ReadingsTopic, p.cfg.Kafka.StateTopic}})
+	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{p.cfg.Kafka.ReadingsTopic, p.cfg.Kafka.State()}})
 	if err != nil {
 		return err
 	}
@@ -262,9 +262,9 @@ func (p *Processor) statePartitionsMatch(ctx context.Context) error {
 		}
 		n[t.Name] = len(t.Partitions)
 	}
-	if n[p.cfg.Kafka.ReadingsTopic] != n[p.cfg.Kafka.StateTopic] {
+	if n[p.cfg.Kafka.ReadingsTopic] != n[p.cfg.Kafka.State()] {
 		return fmt.Errorf("state topic %s has %d partitions, readings topic %s has %d: they must match",
-			p.cfg.Kafka.StateTopic, n[p.cfg.Kafka.StateTopic], p.cfg.Kafka.ReadingsTopic, n[p.cfg.Kafka.ReadingsTopic])
+			p.cfg.Kafka.State(), n[p.cfg.Kafka.State()], p.cfg.Kafka.ReadingsTopic, n[p.cfg.Kafka.ReadingsTopic])
 	}
 	return nil
 }

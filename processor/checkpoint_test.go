@@ -102,7 +102,7 @@ func TestStateOfAnotherVersionIsDiscarded(t *testing.T) {
 	defer w.Close()
 	old := binary.AppendUvarint([]byte("sfds"), detect.StateVersion+1)
 	old = append(old, "a layout this detector does not know"...)
-	require.NoError(t, w.WriteMessages(ctx, kafka.Message{Topic: f.cfg.Kafka.StateTopic, Key: []byte("dev-1"), Value: old, Headers: []kafka.Header{
+	require.NoError(t, w.WriteMessages(ctx, kafka.Message{Topic: f.cfg.Kafka.State(), Key: []byte("dev-1"), Value: old, Headers: []kafka.Header{
 		{Key: hdrStateOffset, Value: []byte("3")}, {Key: hdrStatePartition, Value: []byte("0")}, {Key: hdrStateVersion, Value: []byte(strconv.Itoa(detect.StateVersion + 1))},
 	}}))
 

@@ -145,7 +145,6 @@ func newFixture(t *testing.T, s *testSink) *fixture {
 	id := testenv.Unique("proc")
 	f.cfg.Kafka.Brokers = brokers
 	f.cfg.Kafka.ReadingsTopic, f.cfg.Kafka.AlertsTopic, f.cfg.Kafka.DeadLetterTopic = id+".readings", id+".alerts", id+".deadletter"
-	f.cfg.Kafka.StateTopic = id + ".state"
 	f.cfg.Kafka.Partitions = 1
 	f.cfg.GroupID = id
 	f.cfg.BatchSize, f.cfg.Linger = 20, 0 // adaptive, the default

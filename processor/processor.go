@@ -36,7 +36,7 @@ type Config struct {
 	Linger       time.Duration
 	DrainTimeout time.Duration
 	// CheckpointInterval: how often the detector state is written to
-	// Kafka.StateTopic (checkpoint.go); 0 turns checkpoints off.
+	// Kafka.State() (checkpoint.go); 0 turns checkpoints off.
 	CheckpointInterval time.Duration
 	Detect       detect.Config
 	// Incidents: the incidents stage (see incidents.go) runs in every
@@ -103,7 +103,7 @@ func (c *Config) Validate() error {
 
 // checkpointing reports whether detector checkpoints are on.
 func (c *Config) checkpointing() bool {
-	return c.CheckpointInterval > 0 && c.Kafka.StateTopic != ""
+	return c.CheckpointInterval > 0
 }
 
 func (c *Config) batchPolicy() batch.Policy {

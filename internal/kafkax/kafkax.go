@@ -49,7 +49,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AlertsTopic, "kafka.alerts-topic", "sensorflow.alerts", "Kafka topic for the alerts users subscribe to: device alerts and site incidents (key: device id, or the site for incidents).")
 	fs.StringVar(&c.RawAlertsTopic, "kafka.raw-alerts-topic", "", "Kafka topic for every device alert the detectors raise, before they are grouped into incidents, and the processors' device census (key: site; empty: the alerts topic's name and .raw, sensorflow.alerts.raw by default).")
 	fs.StringVar(&c.DeadLetterTopic, "kafka.deadletter-topic", "sensorflow.deadletter", "Kafka topic for rejected payloads, with the reason in headers.")
-	fs.StringVar(&c.StateTopic, "kafka.state-topic", "sensorflow.detector-state", "Compacted Kafka topic where processors checkpoint the detector state of each device (key: device id; as many partitions as the readings topic).")
+	fs.StringVar(&c.StateTopic, "kafka.state-topic", "", "Compacted Kafka topic where processors checkpoint the detector state of each device (key: device id; as many partitions as the readings topic; empty: the readings topic's name with .detector-state for .readings, sensorflow.detector-state by default).")
 	fs.IntVar(&c.Partitions, "kafka.partitions", 6, "Partitions of each topic Sensorflow creates.")
 	fs.IntVar(&c.ReplicationFactor, "kafka.replication-factor", 1, "Replication factor of each topic Sensorflow creates.")
 	fs.BoolVar(&c.CreateTopics, "kafka.create-topics", true, "Create missing topics at start-up.")
@@ -193,11 +193,17 @@ func (c *Config) Writer(batchSize int, linger time.Duration) (*kafka.Writer, err
 }
 
 func (c *Config) names() []string {
-	out := []string{c.ReadingsTopic, c.AlertsTopic, c.RawAlerts(), c.DeadLetterTopic}
+	return []string{c.ReadingsTopic, c.AlertsTopic, c.RawAlerts(), c.DeadLetterTopic, c.State()}
+}
+
+// State is the detector state topic: StateTopic, or by default the
+// readings topic's name with ".detector-state" in place of ".readings"
+// (or added).
+func (c *Config) State() string {
 	if c.StateTopic != "" {
-		out = append(out, c.StateTopic)
+		return c.StateTopic
 	}
-	return out
+	return strings.TrimSuffix(c.ReadingsTopic, ".readings") + ".detector-state"
 }
 
 // RawAlerts is the raw alerts topic: RawAlertsTopic, or by default the
@@ -214,7 +220,7 @@ func (c *Config) Topics() []kafka.TopicConfig {
 	var out []kafka.TopicConfig
 	for _, t := range c.names() {
 		tc := kafka.TopicConfig{Topic: t, NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor}
-		if t == c.StateTopic {
+		if t == c.State() {
 			// Only each device's latest state matters: compacted, with
 			// segments rolled hourly so compaction can reach them.
 			tc.ConfigEntries = []kafka.ConfigEntry{
