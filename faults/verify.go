@@ -42,10 +42,10 @@ type row struct {
 	// readings topic, those of them the processors did not raise, and
 	// those they raised beyond them (sameAlerts scenarios)
 	alertsExpected, alertsMissed, alertsExtra int
-	recovery                    time.Duration
-	storedAt                    time.Time // when both stores first held every acknowledged reading
-	peakBridge, peakProcessor   int64
-	err, failed                 string
+	recovery                                  time.Duration
+	storedAt                                  time.Time // when both stores first held every acknowledged reading
+	peakBridge, peakProcessor                 int64
+	err, failed                               string
 }
 
 // verdict is empty when the scenario kept its promises.

@@ -38,7 +38,7 @@ type Config struct {
 	// CheckpointInterval: how often the detector state is written to
 	// Kafka.State() (checkpoint.go); 0 turns checkpoints off.
 	CheckpointInterval time.Duration
-	Detect       detect.Config
+	Detect             detect.Config
 	// Incidents: the incidents stage (see incidents.go) runs in every
 	// processor unless IncidentsOff.
 	Incidents      incident.Config
