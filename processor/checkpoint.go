@@ -138,8 +138,9 @@ func (c *checkpoints) restore(ctx context.Context, det *detect.Detector, partiti
 	if n := det.ForgetDevices(stale); n > 0 {
 		c.p.m.stateResets.Inc()
 	}
-	for dev := range stale {
+	for dev := range stale { // what was held for them is older than the checkpoints
 		delete(c.covered, dev)
+		delete(c.dirty, dev)
 	}
 	var states map[string]kafka.Message
 	var err error
@@ -172,6 +173,7 @@ func (c *checkpoints) restore(ctx context.Context, det *detect.Detector, partiti
 		}
 		off, _ := strconv.ParseInt(header(&m, hdrStateOffset), 10, 64)
 		c.covered[dev] = off
+		delete(c.dirty, dev) // the checkpoint holds this state already
 		series += n
 	}
 	c.p.m.restores.WithLabelValues("restored").Inc()

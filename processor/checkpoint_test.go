@@ -120,3 +120,50 @@ func TestStateOfAnotherVersionIsDiscarded(t *testing.T) {
 	require.Eventually(t, func() bool { return testutil.ToFloat64(p.m.checkpointSeries) >= 1 }, 30*time.Second, 10*time.Millisecond,
 		"its new state is checkpointed")
 }
+
+// A second processor joins and leaves while readings flow: partitions move
+// to it and back, each move restores the detector state from the
+// checkpoints, and the alerts equal one uninterrupted detector's.
+func TestCheckpointsAcrossScaleOutAndIn(t *testing.T) {
+	f := newFixture(t, &testSink{l: newLedger()})
+	f.cfg.Kafka.Partitions = 4
+	f.cfg.IncidentsOff = true
+	f.cfg.CheckpointInterval = 100 * time.Millisecond
+	fleet := fleetReadings(8, 120, func(int, int) bool { return false })
+	for i := range fleet { // half the devices spike 5 readings after the first move, half after the second
+		if r, _ := sensor.ParseReading(fleet[i].Value); r.Seq == 45 && r.DeviceID[1]%2 == 0 || r.Seq == 85 && r.DeviceID[1]%2 == 1 {
+			r.Metrics["temperature"] = 30
+			fleet[i].Value = r.AppendJSON(nil)
+		}
+	}
+	want := expectedAlerts(t, f.cfg.Detect, fleet)
+	require.Len(t, want, 16, "each device's spike opens and resolves an alert")
+	stored := func(ps ...*Processor) float64 {
+		n := 0.0
+		for _, p := range ps {
+			n += testutil.ToFloat64(p.m.readings.WithLabelValues("stored"))
+		}
+		return n
+	}
+
+	p1, _, _ := f.start(t)
+	f.produceMessages(t, slices.Clone(fleet[:8*40]))
+	require.Eventually(t, func() bool { return stored(p1) == 320 && testutil.ToFloat64(p1.m.checkpointSeries) >= 8 }, 30*time.Second, 10*time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // a checkpoint after the last batch: its offsets committed
+
+	p2, stop2, done2 := f.start(t)
+	for sec := 40; sec < 80; sec++ { // a second at a time, while the group rebalances (about 3 s)
+		f.produceMessages(t, slices.Clone(fleet[8*sec:8*(sec+1)]))
+		time.Sleep(200 * time.Millisecond)
+	}
+	require.Eventually(t, func() bool { return stored(p1, p2) >= 640 }, 30*time.Second, 10*time.Millisecond)
+	require.Positive(t, stored(p2), "the second processor had a share")
+	require.Positive(t, testutil.ToFloat64(p2.m.restoredSeries.WithLabelValues("restored")), "it restored the first one's checkpoints")
+	stop2()
+	require.NoError(t, <-done2)
+
+	f.produceMessages(t, slices.Clone(fleet[8*80:]))
+	got := f.alertsUntil(t, func(as []sensor.Alert) bool { return len(alertKeys(as)) >= len(want) })
+	require.Equal(t, want, alertKeys(got))
+	require.Positive(t, testutil.ToFloat64(p1.m.stateResets), "the partitions came back to the first processor, whose state for them was stale")
+}
