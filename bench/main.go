@@ -79,7 +79,7 @@ type bench struct {
 	log     *slog.Logger
 	results []result
 	// checkpoints of the last processor run: bytes and series written
-	ckptBytes, ckptSeries float64
+	ckptBytes, ckptSeries, ckpts float64
 }
 
 func main() {

@@ -199,6 +199,7 @@ func (b *bench) runProcessor(ctx context.Context, name string, args []string, n 
 	cpu1, _ := p.CPU()
 	b.ckptBytes, _ = p.Metric("sensorflow_processor_checkpoint_bytes_total", nil)
 	b.ckptSeries, _ = p.Metric("sensorflow_processor_checkpoint_series_total", nil)
+	b.ckpts, _ = p.Metric("sensorflow_processor_checkpoints_total", map[string]string{"result": "written"})
 	b.log.Info("processor run", "name", name, "machine_busy", fmt.Sprintf("%.0f%%", 100*harness.BusySince(busy0, total0)))
 	_, peak, _ = p.Memory()
 	if prof != nil {
@@ -220,6 +221,8 @@ func (b *bench) processor(ctx context.Context) error {
 	var ceil, rate, cpuPer []float64
 	var peak int64
 	var ckptPerSeries float64
+	var ckptNote string
+	var rateOff []float64
 	for round := range b.cfg.rounds {
 		id := fmt.Sprintf("%s-p%d", b.id, round)
 
@@ -254,13 +257,27 @@ func (b *bench) processor(ctx context.Context) error {
 		rate, cpuPer, peak = append(rate, r), append(cpuPer, c), max(peak, pk)
 		if b.ckptSeries > 0 {
 			ckptPerSeries = b.ckptBytes / b.ckptSeries
+			ckptNote = fmt.Sprintf("%.0f checkpoints in the round's run, %.0f series and %.1f MB written", b.ckpts, b.ckptSeries, b.ckptBytes/1e6)
 		}
+		// The same run with checkpoints off: what they cost.
+		k = b.kafkaConfig(id + "-nock")
+		if err := b.fillTopic(ctx, k, makeReadings(id+"-n", n, 2000)); err != nil {
+			return err
+		}
+		r0, _, _, err := b.runProcessor(ctx, "bench-processor-influx-nock", append(b.processorArgs(id+"-nock", k, true, false, ""), "-processor.checkpoint-interval=0"), n, "")
+		b.dropTopics(k)
+		if err != nil {
+			return err
+		}
+		rateOff = append(rateOff, r0)
 		b.log.Info("processor round", "round", round, "ceiling_readings_s", int(ceil[round]), "processor_readings_s", int(r), "cpu_us_per_reading", c)
 	}
 	b.add(result{Section: "processor", Name: "Kafka → detect → InfluxDB", Value: best(rate), Unit: "readings/s", Ceiling: best(ceil), Target: 0.9,
 		Note: fmt.Sprintf("%d readings (2 metrics, 2 lines each) per round, best of %d, detector checkpoints on (every %s, the default); ceiling: the same line protocol pre-encoded, %d-line requests, one writer", n, b.cfg.rounds, checkpointEvery(), influxLines)})
+	b.add(result{Section: "processor", Name: "Kafka → detect → InfluxDB, checkpoints off", Value: best(rateOff), Unit: "readings/s", Ceiling: best(ceil),
+		Note: "the same run with -processor.checkpoint-interval=0 (offsets committed every batch; series start over after a restart or rebalance): what checkpoints cost"})
 	b.add(result{Section: "processor", Name: "detector checkpoint per series", Value: ckptPerSeries, Unit: "B",
-		Note: "state written to the compacted state topic per series and checkpoint (only series scored since the previous checkpoint are written)"})
+		Note: "state written to the compacted state topic per series and checkpoint (only series scored since the previous checkpoint are written); last round: " + ckptNote})
 	b.add(result{Section: "processor", Name: "CPU per reading (InfluxDB)", Value: lowest(cpuPer), Unit: "µs"})
 	b.add(result{Section: "processor", Name: "peak RSS (InfluxDB)", Value: float64(peak) / (1 << 20), Unit: "MiB"})
 	if b.cfg.peers {
