@@ -20,7 +20,7 @@ test: lint services browser tools ## start the local servers and build the peer 
 # FUZZTIME=2000000x applies one budget to every target (a duration works too, with that risk).
 FUZZ_TARGETS := FuzzDecode:./internal/sensor/:100000x FuzzParseTelemetry:./internal/sensor/:150000x \
 	FuzzParseReading:./internal/sensor/:200000x FuzzParseAlert:./internal/sensor/:60000x FuzzAlertLine:./processor/sink/:80000x \
-	FuzzReadingLine:./processor/sink/:60000x FuzzLoadRules:./processor/detect/:20000x \
+	FuzzReadingLine:./processor/sink/:60000x FuzzLoadRules:./processor/detect/:20000x FuzzRestoreDevice:./processor/detect/:60000x \
 	FuzzReplay:./cli/:100000x
 fuzz: ## run each fuzz target briefly; failing inputs are kept in testdata/fuzz as regression tests
 	@set -e; for t in $(FUZZ_TARGETS); do IFS=: read -r name pkg budget <<<"$$t"; \

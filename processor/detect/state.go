@@ -333,6 +333,9 @@ func (d *Detector) RestoreDevice(device string, state []byte) (int, error) {
 		if dec.err != nil {
 			return 0, dec.err
 		}
+		if s.onsetI < 0 || int(s.onsetI) >= len(s.onsets) {
+			return 0, errors.New("detector state: onset index out of range")
+		}
 		s.cfg = d.forSeries(device, site, metric)
 		if linked {
 			if b == nil {
