@@ -132,8 +132,11 @@ func header(m *kafka.Message, key string) string {
 // when the partition comes back from another processor). Of several
 // records of one device the one of the highest offset wins. A state of
 // another detector version is discarded with a log line. If the state
-// topic cannot be read within a minute, the devices start over.
-func (c *checkpoints) restore(ctx context.Context, det *detect.Detector, partition int, stale map[string]bool) {
+// topic cannot be read (three tries of a minute), the devices start over.
+// It reports whether the states were read; when ctx ended meanwhile, the
+// caller must not score the partition's readings (their states would be
+// checkpointed over the good ones).
+func (c *checkpoints) restore(ctx context.Context, det *detect.Detector, partition int, stale map[string]bool) bool {
 	start := time.Now()
 	if n := det.ForgetDevices(stale); n > 0 {
 		c.p.m.stateResets.Inc()
@@ -155,9 +158,12 @@ func (c *checkpoints) restore(ctx context.Context, det *detect.Detector, partiti
 		time.Sleep(time.Second)
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return false
+		}
 		c.p.m.restores.WithLabelValues("failed").Inc()
 		c.p.log.Error("detector states of the partition could not be read: its series start over", "partition", partition, "err", err)
-		return
+		return false
 	}
 	series, discarded := 0, 0
 	for dev, m := range states {
@@ -181,6 +187,7 @@ func (c *checkpoints) restore(ctx context.Context, det *detect.Detector, partiti
 	c.p.m.restoredSeries.WithLabelValues("discarded").Add(float64(discarded))
 	c.p.log.Info("detector state restored", "partition", partition, "devices", len(states)-discarded, "series", series,
 		"discarded", discarded, "took", time.Since(start).Round(time.Millisecond))
+	return true
 }
 
 // read returns the latest state of each device in one partition of the

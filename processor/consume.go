@@ -38,6 +38,10 @@ func (p *Processor) consume(ctx context.Context) error {
 			if stateW, err = p.cfg.Kafka.Writer(1000, 0); err != nil {
 				return err
 			}
+			// A device's state is about 850 bytes per metric: keep each
+			// request's batch under the broker's default limit of 1 MB
+			// per record batch (message.max.bytes).
+			stateW.BatchBytes = 512 << 10
 			defer stateW.Close()
 		}
 	}
@@ -291,15 +295,19 @@ func (p *Processor) prepare(ctx context.Context, det *detect.Detector, cen *cens
 				if ck != nil {
 					p.log.Info("partition consumed elsewhere meanwhile: restoring its detector state", "partition", m.Partition,
 						"after_offset", last, "offset", m.Offset)
-					ck.restore(ctx, det, m.Partition, cen.devices(m.Partition))
+					if !ck.restore(ctx, det, m.Partition, cen.devices(m.Partition)) && ctx.Err() != nil {
+						wk.msgs = batch[:i] // shutting down: the rest is neither scored nor committed
+						break
+					}
 				} else if n := det.ForgetDevices(cen.devices(m.Partition)); n > 0 {
 					p.m.stateResets.Inc()
 					p.log.Info("partition consumed elsewhere meanwhile: its series start over", "partition", m.Partition,
 						"after_offset", last, "offset", m.Offset, "series", n)
 				}
 			}
-		} else if ck != nil {
-			ck.restore(ctx, det, m.Partition, nil)
+		} else if ck != nil && !ck.restore(ctx, det, m.Partition, nil) && ctx.Err() != nil {
+			wk.msgs = batch[:i] // shutting down: the rest is neither scored nor committed
+			break
 		}
 		lastOffset[m.Partition] = m.Offset
 		r, err := sensor.ParseReading(m.Value)
