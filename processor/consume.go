@@ -38,10 +38,6 @@ func (p *Processor) consume(ctx context.Context) error {
 			if stateW, err = p.cfg.Kafka.Writer(1000, 0); err != nil {
 				return err
 			}
-			// A device's state is about 850 bytes per metric: keep each
-			// request's batch under the broker's default limit of 1 MB
-			// per record batch (message.max.bytes).
-			stateW.BatchBytes = 512 << 10
 			defer stateW.Close()
 		}
 	}

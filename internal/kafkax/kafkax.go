@@ -158,6 +158,13 @@ func (c *Config) Client() (*kafka.Client, error) {
 // internal/batch), so a synchronous WriteMessages never waits for a batch to
 // fill. batchSize is the most messages the caller passes to one
 // WriteMessages. Messages must name their topic. The caller closes the writer.
+// MaxBatchBytes bounds the messages of one partition in one produce
+// request. Kafka refuses a record batch larger than the topic's
+// max.message.bytes (1 MB by default: "Message Size Too Large" for every
+// message of it, kafka-go#720), so a batch stays well under that whatever
+// the messages' sizes; one message up to this size still goes alone.
+const MaxBatchBytes = 512 << 10
+
 func (c *Config) Writer(batchSize int, linger time.Duration) (*kafka.Writer, error) {
 	if linger <= 0 {
 		// kafka-go reads 0 as its 1 s default; a nanosecond flushes each
@@ -182,7 +189,7 @@ func (c *Config) Writer(batchSize int, linger time.Duration) (*kafka.Writer, err
 		Balancer:               kafka.Murmur2Balancer{},
 		RequiredAcks:           kafka.RequireAll,
 		BatchSize:              perPartition,
-		BatchBytes:             16 << 20,
+		BatchBytes:             MaxBatchBytes,
 		BatchTimeout:           linger,
 		MaxAttempts:            3,
 		WriteBackoffMin:        50 * time.Millisecond,

@@ -111,6 +111,33 @@ func TestWriterGuarantees(t *testing.T) {
 	require.IsType(t, kafka.Murmur2Balancer{}, w.Balancer)
 	require.Equal(t, 5*time.Millisecond, w.BatchTimeout)
 	require.False(t, w.AllowAutoTopicCreation)
+	require.EqualValues(t, kafkax.MaxBatchBytes, w.BatchBytes)
+}
+
+// Large messages in a large call still go through a real broker: the
+// writer splits them into record batches under its default limit of 1 MB,
+// which refuses a larger batch whole (with BatchBytes at 16 MiB this write
+// failed: 400 of 400 "Message Size Too Large").
+func TestWriterSplitsLargeBatchesOnARealBroker(t *testing.T) {
+	c := defaults(t)
+	c.Brokers, c.Partitions = testenv.Kafka(t), 1
+	id := testenv.Unique("kx-large")
+	c.ReadingsTopic, c.AlertsTopic, c.DeadLetterTopic = id+".readings", id+".alerts", id+".deadletter"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, c.EnsureTopics(ctx))
+	cl, err := c.Client()
+	require.NoError(t, err)
+	defer cl.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{c.ReadingsTopic, c.AlertsTopic, c.RawAlerts(), c.DeadLetterTopic, c.State()}}) //nolint:errcheck
+	w, err := c.Writer(1000, 0)
+	require.NoError(t, err)
+	defer w.Close()
+	w.MaxAttempts = 1
+	msgs := make([]kafka.Message, 400) // 2 MB for one partition
+	for i := range msgs {
+		msgs[i] = kafka.Message{Topic: c.ReadingsTopic, Key: []byte("dev-1"), Value: make([]byte, 5000)}
+	}
+	require.NoError(t, w.WriteMessages(ctx, msgs...))
 }
 
 // AwaitTopics creates the three topics with their partitions and is
