@@ -14,7 +14,7 @@ import (
 func TestPrometheusConfig(t *testing.T) {
 	out, err := exec.Command(testenv.Tool(t, "promtool"), "check", "config", "prometheus/prometheus.yml").CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	require.Contains(t, string(out), "SUCCESS: 4 rules found")
+	require.Contains(t, string(out), "SUCCESS: 5 rules found")
 }
 
 // The alerting rules fire on the series that should raise them, with the
