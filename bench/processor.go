@@ -171,6 +171,27 @@ func (b *bench) processorArgs(id string, k kafkax.Config, influx, cassandra bool
 	return args
 }
 
+// influxRun fills a topic of its own with n readings and runs a processor
+// with only the InfluxDB sink over it; checkpoint, unless empty, is its
+// -processor.checkpoint-interval.
+func (b *bench) influxRun(ctx context.Context, id, checkpoint string, n int, profile string) (rate, cpuPer float64, peak int64, err error) {
+	name := "bench-processor-influx"
+	if checkpoint != "" {
+		id += "-ck" + checkpoint
+		name += "-checkpoint-" + checkpoint
+	}
+	k := b.kafkaConfig(id)
+	if err := b.fillTopic(ctx, k, makeReadings(id+"-p", n, 2000)); err != nil {
+		return 0, 0, 0, err
+	}
+	defer b.dropTopics(k)
+	args := b.processorArgs(id, k, true, false, "")
+	if checkpoint != "" {
+		args = append(args, "-processor.checkpoint-interval="+checkpoint)
+	}
+	return b.runProcessor(ctx, name, args, n, profile)
+}
+
 // runProcessor starts a processor over a filled topic and measures
 // readings/s from the first stored batch to the last, its CPU per reading
 // and its peak memory.
@@ -242,16 +263,11 @@ func (b *bench) processor(ctx context.Context) error {
 		bodies = nil
 
 		// The processor, over a topic filled beforehand.
-		k := b.kafkaConfig(id)
-		if err := b.fillTopic(ctx, k, makeReadings(id+"-p", n, 2000)); err != nil {
-			return err
-		}
 		profile := ""
 		if round == 0 {
 			profile = b.cfg.out + "/profiles/processor-influx.cpu.pprof"
 		}
-		r, c, pk, err := b.runProcessor(ctx, "bench-processor-influx", b.processorArgs(id, k, true, false, ""), n, profile)
-		b.dropTopics(k)
+		r, c, pk, err := b.influxRun(ctx, id, "", n, profile)
 		if err != nil {
 			return err
 		}
@@ -260,29 +276,18 @@ func (b *bench) processor(ctx context.Context) error {
 			ckptPerSeries = b.ckptBytes / b.ckptSeries
 			ckptNote = fmt.Sprintf("%.0f checkpoints in the round's run, %.0f series and %.1f MB written", b.ckpts, b.ckptSeries, b.ckptBytes/1e6)
 		}
-		// The same run with checkpoints off: what they cost.
-		k = b.kafkaConfig(id + "-nock")
-		if err := b.fillTopic(ctx, k, makeReadings(id+"-n", n, 2000)); err != nil {
-			return err
-		}
-		r0, _, _, err := b.runProcessor(ctx, "bench-processor-influx-nock", append(b.processorArgs(id+"-nock", k, true, false, ""), "-processor.checkpoint-interval=0"), n, "")
-		b.dropTopics(k)
+		// The same run with checkpoints off (what they cost), and with a
+		// checkpoint every second (a run of a few seconds holds one at the
+		// default interval, this one several).
+		r0, _, _, err := b.influxRun(ctx, id, "0", n, "")
 		if err != nil {
 			return err
 		}
-		rateOff = append(rateOff, r0)
-		// And with a checkpoint every second: runs of a few seconds hold
-		// one checkpoint at the default interval, this run several.
-		k = b.kafkaConfig(id + "-ck1")
-		if err := b.fillTopic(ctx, k, makeReadings(id+"-1", n, 2000)); err != nil {
-			return err
-		}
-		r1, _, _, err := b.runProcessor(ctx, "bench-processor-influx-ck1", append(b.processorArgs(id+"-ck1", k, true, false, ""), "-processor.checkpoint-interval=1s"), n, "")
-		b.dropTopics(k)
+		r1, _, _, err := b.influxRun(ctx, id, "1s", n, "")
 		if err != nil {
 			return err
 		}
-		rate1s = append(rate1s, r1)
+		rateOff, rate1s = append(rateOff, r0), append(rate1s, r1)
 		ck1Note = fmt.Sprintf("%.0f checkpoints, %.1f MB written in the run", b.ckpts, b.ckptBytes/1e6)
 		b.log.Info("processor round", "round", round, "ceiling_readings_s", int(ceil[round]), "processor_readings_s", int(r), "cpu_us_per_reading", c)
 	}
