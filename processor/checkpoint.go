@@ -186,7 +186,7 @@ func (c *checkpoints) restore(ctx context.Context, det *detect.Detector, partiti
 	c.p.m.restoredSeries.WithLabelValues("restored").Add(float64(series))
 	c.p.m.restoredSeries.WithLabelValues("discarded").Add(float64(discarded))
 	c.p.log.Info("detector state restored", "partition", partition, "devices", len(states)-discarded, "series", series,
-		"discarded", discarded, "took", time.Since(start).Round(time.Millisecond))
+		"discarded", discarded, "took", time.Since(start).Round(time.Millisecond).String())
 	return true
 }
 
