@@ -28,7 +28,6 @@ import (
 const (
 	hdrStateOffset    = "sensorflow-offset"
 	hdrStatePartition = "sensorflow-partition"
-	hdrStateVersion   = "sensorflow-state-version"
 )
 
 type devicePos struct {
@@ -98,7 +97,6 @@ func (c *checkpoints) take(det *detect.Detector) []kafka.Message {
 	}
 	out := make([]kafka.Message, 0, len(c.dirty))
 	series, bytes := 0, 0
-	version := []byte(strconv.Itoa(detect.StateVersion))
 	det.DeviceStates(sites, func(dev string, st []byte, n int) {
 		pos := c.dirty[dev]
 		out = append(out, kafka.Message{
@@ -106,7 +104,6 @@ func (c *checkpoints) take(det *detect.Detector) []kafka.Message {
 			Headers: []kafka.Header{
 				{Key: hdrStateOffset, Value: strconv.AppendInt(nil, pos.offset, 10)},
 				{Key: hdrStatePartition, Value: strconv.AppendInt(nil, int64(pos.partition), 10)},
-				{Key: hdrStateVersion, Value: version},
 			},
 		})
 		series += n

@@ -3,10 +3,11 @@ package processor
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
-	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sensorflow/sensorflow/internal/sensor"
 	"github.com/sensorflow/sensorflow/processor/detect"
@@ -103,7 +105,7 @@ func TestStateOfAnotherVersionIsDiscarded(t *testing.T) {
 	old := binary.AppendUvarint([]byte("sfds"), detect.StateVersion+1)
 	old = append(old, "a layout this detector does not know"...)
 	require.NoError(t, w.WriteMessages(ctx, kafka.Message{Topic: f.cfg.Kafka.State(), Key: []byte("dev-1"), Value: old, Headers: []kafka.Header{
-		{Key: hdrStateOffset, Value: []byte("3")}, {Key: hdrStatePartition, Value: []byte("0")}, {Key: hdrStateVersion, Value: []byte(strconv.Itoa(detect.StateVersion + 1))},
+		{Key: hdrStateOffset, Value: []byte("3")}, {Key: hdrStatePartition, Value: []byte("0")},
 	}}))
 
 	p, err := New(f.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
@@ -166,4 +168,32 @@ func TestCheckpointsAcrossScaleOutAndIn(t *testing.T) {
 	got := f.alertsUntil(t, func(as []sensor.Alert) bool { return len(alertKeys(as)) >= len(want) })
 	require.Equal(t, want, alertKeys(got))
 	require.Positive(t, testutil.ToFloat64(p1.m.stateResets), "the partitions came back to the first processor, whose state for them was stale")
+}
+
+// A state topic that cannot be read costs the partition its history, not
+// its readings: after three tries the devices start over, the failure is
+// counted, and every reading is scored and stored.
+func TestUnreadableStateTopicStartsTheDevicesOver(t *testing.T) {
+	f := newFixture(t, &testSink{l: newLedger()})
+	f.cfg.IncidentsOff = true
+	f.cfg.CheckpointInterval = 100 * time.Millisecond
+	state := f.cfg.Kafka.State()
+	var refused atomic.Int64
+	f.cluster.ControlKey(kmsg.ListOffsets.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		f.cluster.KeepControl()
+		for _, tp := range req.(*kmsg.ListOffsetsRequest).Topics {
+			if tp.Topic == state {
+				refused.Add(1)
+				return nil, errors.New("refused by the test"), true
+			}
+		}
+		return nil, nil, false
+	})
+	p, _, _ := f.start(t)
+	f.produce(t, readings(0, 10)...)
+	require.Eventually(t, func() bool { return testutil.ToFloat64(p.m.readings.WithLabelValues("stored")) == 10 }, 60*time.Second, 10*time.Millisecond)
+	require.Equal(t, 1.0, testutil.ToFloat64(p.m.restores.WithLabelValues("failed")))
+	require.Zero(t, testutil.ToFloat64(p.m.restores.WithLabelValues("restored")))
+	require.GreaterOrEqual(t, refused.Load(), int64(3), "three tries")
+	require.Equal(t, 1, int(testutil.ToFloat64(p.m.series)), "its series started over and were scored")
 }
