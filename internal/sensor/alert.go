@@ -45,7 +45,22 @@ type Alert struct {
 	MemberCount int      `json:"member_count,omitempty"`
 	Suppressed  int      `json:"suppressed,omitempty"`
 	IncidentID  string   `json:"incident_id,omitempty"`
+	// A device alert (kind "device") names the metrics that contributed
+	// most to it, strongest first: its explanation.
+	Contributors []Contributor `json:"contributors,omitempty"`
 }
+
+// Contributor is one metric's part in a device alert: its share of the
+// device's evidence in [0,1] and its deviation from its normal level in
+// spreads (signed: below normal is negative).
+type Contributor struct {
+	Metric string  `json:"metric"`
+	Share  float64 `json:"share"`
+	Z      float64 `json:"z"`
+}
+
+// MaxContributors bounds the contributors an alert may list.
+const MaxContributors = 16
 
 // MaxMembers bounds the member ids an alert may list.
 const MaxMembers = 1000
@@ -98,6 +113,14 @@ func ParseAlert(b []byte) (Alert, error) {
 	for _, m := range a.Members {
 		if err := ValidateID("members", m); err != nil {
 			return Alert{}, err
+		}
+	}
+	if len(a.Contributors) > MaxContributors {
+		return Alert{}, fmt.Errorf("alert lists %d contributors, at most %d", len(a.Contributors), MaxContributors)
+	}
+	for _, c := range a.Contributors {
+		if err := ValidateMetricName(c.Metric); err != nil {
+			return Alert{}, fmt.Errorf("contributors: %w", err)
 		}
 	}
 	if len(a.IncidentID) > 128 || NotPlain(a.IncidentID) >= 0 && a.IncidentID != "" {

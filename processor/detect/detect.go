@@ -42,6 +42,10 @@ type Config struct {
 	// past it alerts are held back and one summary alert counts them.
 	// 0: none.
 	MaxAlertsPerHour int
+	// DeviceZ: a device alert opens when the combined score of a
+	// device's metrics stands this many spreads above its usual level
+	// (see device.go). 0: no device scoring.
+	DeviceZ float64
 	// Limits are static bounds per metric name; crossing one is a critical
 	// "limit" alert regardless of the learned behaviour.
 	Limits map[string]Limit
@@ -57,7 +61,7 @@ type Limit struct{ Min, Max float64 }
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{Warmup: 30, OpenScore: 0.4, ResolveScore: 0.2, ResolveAfter: 1, Z: 5, AlphaMin: 0.005, StuckAfter: 30, Extremes: true,
-		ReopenWithin: 0, MaxAlertsPerHour: 30}
+		ReopenWithin: 0, MaxAlertsPerHour: 30, DeviceZ: 6}
 }
 
 // RegisterFlags registers the detect.* flags.
@@ -73,6 +77,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Extremes, "detect.extremes", d.Extremes, "Alert on values, short-run levels and sustained rises or falls beyond anything a series has shown, once it has been watched for two days.")
 	fs.DurationVar(&c.ReopenWithin, "detect.reopen-within", d.ReopenWithin, "An alert that resolves and would reopen within this time (of the readings' clock) stays one open alert; its resolve event waits that long (0: resolve at once).")
 	fs.IntVar(&c.MaxAlertsPerHour, "detect.max-alerts-per-hour", d.MaxAlertsPerHour, "Ceiling on alert openings per device and hour; past it alerts are held back and one summary alert (kind ceiling) says how many (0: none).")
+	fs.Float64Var(&c.DeviceZ, "detect.device-z", d.DeviceZ, "A device alert opens when its metrics' combined deviation stands this many spreads above its usual level; it stays open while the device is out of its normal regime (0: off).")
 	fs.StringVar(&c.RulesFile, "detect.rules", "", "YAML file of detection rules per device pattern, site and metric (see processor/README.md).")
 	fs.Func("detect.limits", "Static limits per metric, e.g. temperature=-40:85,humidity=0:100 (either bound may be empty).", func(s string) error {
 		l, err := ParseLimits(s)
@@ -100,6 +105,8 @@ func (c *Config) Validate() error {
 		return errors.New("detect.alpha must be in (0,1)")
 	case c.StuckAfter < 0:
 		return errors.New("detect.stuck-after must not be negative")
+	case c.DeviceZ < 0:
+		return errors.New("detect.device-z must not be negative")
 	case c.ReopenWithin < 0 || c.MaxAlertsPerHour < 0:
 		return errors.New("detect.reopen-within and detect.max-alerts-per-hour must not be negative")
 	}
@@ -172,12 +179,13 @@ type Detector struct {
 	series   map[seriesKey]*Series
 	resolved map[string]*Config // per-series configurations made by rules
 	budgets  map[string]*budget // per device, with -detect.max-alerts-per-hour
+	devices  map[string]*device // per device of two metrics or more, with -detect.device-z
 	open     int                // published alerts open now
 }
 
 // New returns a detector; cfg must be valid.
 func New(cfg Config) *Detector {
-	return &Detector{cfg: cfg, series: map[seriesKey]*Series{}, budgets: map[string]*budget{}}
+	return &Detector{cfg: cfg, series: map[seriesKey]*Series{}, budgets: map[string]*budget{}, devices: map[string]*device{}}
 }
 
 // newSeries creates the state of a series; its device's alert budget
@@ -210,6 +218,10 @@ func (d *Detector) ForgetDevices(devices map[string]bool) int {
 	}
 	for dev := range devices {
 		delete(d.budgets, dev)
+		if dv := d.devices[dev]; dv != nil && dv.alert.open && !dv.alert.muted {
+			d.open--
+		}
+		delete(d.devices, dev)
 	}
 	return n
 }
@@ -225,8 +237,11 @@ func (d *Detector) OpenAlerts() int { return d.open }
 // the anomaly score of each of its metrics, in metric-name order, to scores.
 func (d *Detector) Observe(r *sensor.Reading, out []sensor.Alert, scores []float64) ([]sensor.Alert, []float64) {
 	var buf [16]string
+	var sbuf [16]*Series
 	var b *budget
-	for _, name := range r.AppendMetricNames(buf[:0]) { // sorted: deterministic event order
+	names := r.AppendMetricNames(buf[:0])
+	series := sbuf[:0]
+	for _, name := range names { // sorted: deterministic event order
 		v := r.Metrics[name]
 		k := seriesKey{r.DeviceID, name}
 		s := d.series[k]
@@ -239,6 +254,13 @@ func (d *Detector) Observe(r *sensor.Reading, out []sensor.Alert, scores []float
 		out = d.transition(s, r, name, v, f, out)
 		if b == nil {
 			b = s.budget
+		}
+		series = append(series, s)
+	}
+	if d.cfg.DeviceZ > 0 && len(series) >= 2 {
+		out = d.observeDevice(r, names, series, out)
+		if b == nil {
+			b = d.budgets[r.DeviceID]
 		}
 	}
 	return d.endWindow(b, r, out), scores

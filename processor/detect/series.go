@@ -21,7 +21,7 @@ const (
 // clips at -detect.z).
 const varClip = 3
 
-// Series is the state of one (device, metric) series: about 950 bytes
+// Series is the state of one (device, metric) series: about 1,000 bytes
 // with its open alert, daily profile and extremes.
 type Series struct {
 	cfg  *Config // shared: the detector's, or one made by rules
@@ -56,6 +56,11 @@ type Series struct {
 	budget      *budget // the device's, shared by its series; nil without a ceiling
 	season      season
 	extremes    extremes
+	// The device scorer's reference baseline (see device.go).
+	rn          int64
+	rmean, rvar float64
+	rz          float32 // the last value's deviation from the reference, in spreads
+	ev          float32 // short average of its squared deviation, clipped
 }
 
 // Observe updates the series with value v at ts and returns the strongest

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/sensorflow/sensorflow/internal/sensor"
 )
 
 // StateVersion identifies the encoding of a device's detector state that
@@ -15,7 +17,7 @@ import (
 // keeps (a field added, removed or read differently): RestoreDevice
 // refuses a state of another version with ErrStateVersion, and the caller
 // discards it, so an older state is never misread.
-const StateVersion = 1
+const StateVersion = 2
 
 // ErrStateVersion: the state was written by another detector version.
 var ErrStateVersion = errors.New("detector state of another version")
@@ -34,6 +36,7 @@ type codec interface {
 	flag(*bool)
 	str(*string)
 	time(*time.Time)
+	fail(string) // the state cannot be right
 }
 
 type encoder struct{ b []byte }
@@ -66,6 +69,8 @@ func (e *encoder) time(v *time.Time) {
 	}
 }
 
+func (e *encoder) fail(string) {}
+
 type decoder struct {
 	b   []byte
 	err error
@@ -81,6 +86,11 @@ func (d *decoder) take(n int) []byte {
 	return out
 }
 
+func (d *decoder) fail(msg string) {
+	if d.err == nil {
+		d.err = errors.New(msg)
+	}
+}
 func (d *decoder) f64(v *float64) { *v = math.Float64frombits(binary.LittleEndian.Uint64(d.take(8))) }
 func (d *decoder) f32(v *float32) { *v = math.Float32frombits(binary.LittleEndian.Uint32(d.take(4))) }
 func (d *decoder) varint() int64 {
@@ -159,6 +169,38 @@ func (s *Series) state(c codec) {
 	s.alert.state(c)
 	s.season.state(c)
 	s.extremes.state(c)
+	c.i64(&s.rn)
+	c.f64(&s.rmean)
+	c.f64(&s.rvar)
+	c.f32(&s.rz)
+	c.f32(&s.ev)
+}
+
+// state lists the fields of a device's multivariate record.
+func (v *device) state(c codec) {
+	set := int64(v.set)
+	c.i64(&set)
+	v.set = uint64(set)
+	c.i64(&v.n)
+	c.f64(&v.lmean)
+	c.f64(&v.lvar)
+	c.f64(&v.last)
+	v.alert.state(c)
+	n := int32(len(v.contributors))
+	c.i32(&n)
+	if n < 0 || n > sensor.MaxContributors {
+		c.fail("detector state: bad contributor count")
+		return
+	}
+	if len(v.contributors) != int(n) {
+		v.contributors = make([]sensor.Contributor, n)
+	}
+	for i := range v.contributors {
+		x := &v.contributors[i]
+		c.str(&x.Metric)
+		c.f64(&x.Share)
+		c.f64(&x.Z)
+	}
 }
 
 func (a *alertState) state(c codec) {
@@ -278,6 +320,12 @@ func (d *Detector) appendState(buf []byte, device, site string, metrics []string
 		e.flag(&linked)
 		s.state(e)
 	}
+	dv := d.devices[device]
+	hasDevice := dv != nil
+	e.flag(&hasDevice)
+	if hasDevice {
+		dv.state(e)
+	}
 	return e.b, len(metrics)
 }
 
@@ -345,6 +393,15 @@ func (d *Detector) RestoreDevice(device string, state []byte) (int, error) {
 		}
 		restored[metric] = s
 	}
+	var hasDevice bool
+	dec.flag(&hasDevice)
+	dv := newDevice(hasDevice)
+	if dv != nil {
+		dv.state(dec)
+	}
+	if dec.err != nil {
+		return 0, dec.err
+	}
 	if len(dec.b) != 0 {
 		return 0, errors.New("detector state: trailing bytes")
 	}
@@ -357,6 +414,12 @@ func (d *Detector) RestoreDevice(device string, state []byte) (int, error) {
 	}
 	if b != nil {
 		d.budgets[device] = b
+	}
+	if dv != nil {
+		d.devices[device] = dv
+		if dv.alert.open && !dv.alert.muted {
+			d.open++
+		}
 	}
 	return len(restored), nil
 }

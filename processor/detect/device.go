@@ -1,0 +1,290 @@
+package detect
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sensorflow/sensorflow/internal/sensor"
+)
+
+// The device scorer combines the evidence of a device's metrics. A fault of
+// a machine moves several of its sensors at once (a closing valve lowers
+// the flow, raises the pressure and changes the pump's current and
+// vibration); each move may be too small to alert on its own, their sum is
+// not. It also keeps one alert open for as long as the device stays out of
+// its normal regime, where the series' own alerts mark onsets.
+//
+//   - Each metric keeps a reference baseline of its own: a slow robust
+//     level and spread (winsorized EWMAs, like the series' baseline but
+//     never restarted at a new level), learned only while the device is
+//     in its normal regime and frozen while a device alert is open, so a
+//     lasting fault is not absorbed into the baseline it is measured
+//     against.
+//   - A metric's evidence is a short average (about ten readings) of its
+//     squared deviation from that reference, a deviation counting at most
+//     deviceClip spreads; the device's raw score is the log of the mean
+//     evidence over its metrics: Hotelling's T² with a diagonal
+//     covariance, made robust. (A full covariance, which would learn that
+//     a machine's load moves its current and temperature together, did
+//     worse on every data set we have: the correlations learned online
+//     from a few hundred readings whiten real faults away too.)
+//   - That raw score is judged against its own long-run level and spread
+//     (the anomaly-likelihood idea of Ahmad et al. 2017): the device alert
+//     opens when it stands DeviceZ spreads above its usual level, and
+//     resolves once it is back below deviceResolveZ for ResolveAfter
+//     readings, with the device's metrics measured against the reference
+//     frozen when the alert opened. After maxHold in one regime the device
+//     alert resolves and the references restart from the series' levels:
+//     the new regime is the device's normal.
+//
+// Devices with one metric have no device score: their series' alerts say
+// everything.
+const (
+	KindDevice = "device"
+	// deviceMetric names a device alert in its alert id (the metric
+	// field names the metric that contributed most).
+	deviceMetric = "_device"
+	// deviceShort: weight of a reading in a metric's short average of
+	// evidence (about ten readings).
+	deviceShort = 0.1
+	// deviceClip bounds a reading's deviation, in spreads, in its
+	// metric's evidence.
+	deviceClip = 10
+	// deviceWarmup: device scores learned before the device may alert.
+	deviceWarmup = 150
+	// deviceResolveZ: the device score's distance from its usual level,
+	// in spreads, below which an open device alert counts towards
+	// resolving.
+	deviceResolveZ = 0.5
+	// deviceLearnClip bounds, in spreads, how far one device score moves
+	// the long-run level and spread it is judged against, so the scores
+	// leading up to a fault do not lift the bar the fault must clear.
+	deviceLearnClip = 2
+	// deviceFloor keeps the spread of the device score from vanishing on
+	// devices whose sensors never move.
+	deviceFloor = 1e-4
+	// deviceContributors: metrics an alert names.
+	deviceContributors = 3
+)
+
+// device is the multivariate state of one device.
+type device struct {
+	set          uint64  // the device's metric names (metricSet)
+	n            int64   // device scores computed
+	lmean, lvar  float64 // long-run level and spread of the device score
+	last         float64 // the last device score's distance from its level, in spreads
+	alert        alertState
+	contributors []sensor.Contributor // of the open alert
+}
+
+// newDevice returns an empty device record, or nil without one (for
+// RestoreDevice, whose device parameter shadows the type).
+func newDevice(has bool) *device {
+	if !has {
+		return nil
+	}
+	return &device{}
+}
+
+// refObserve folds the deseasoned value x into a series' reference
+// baseline (unless frozen) and returns its squared deviation from the
+// reference before the update, clipped; ok is false while the reference
+// is too young to judge.
+func (s *Series) refObserve(cfg *Config, x float64, frozen bool) (z float64, ok bool) {
+	if s.rn == 0 {
+		s.rmean, s.rn = x, 1
+		return 0, false
+	}
+	sd := math.Max(math.Sqrt(s.rvar), 1e-9+1e-6*math.Abs(s.rmean))
+	z = (x - s.rmean) / sd
+	ok = s.rn > int64(cfg.Warmup)
+	if frozen && ok {
+		return z, true
+	}
+	s.rn++
+	a := math.Max(1/float64(s.rn), cfg.AlphaMin)
+	d := x - s.rmean
+	if ok {
+		b := cfg.Z * sd
+		d = math.Min(math.Max(d, -b), b)
+	}
+	dv := d
+	if ok {
+		b := varClip * sd
+		dv = math.Min(math.Max(d, -b), b)
+	}
+	s.rmean += a * d
+	s.rvar = (1 - a) * (s.rvar + a*dv*dv)
+	return z, ok
+}
+
+// observeDevice scores the device of reading r from its series (in metric
+// order, names alike) and appends the device alert's events to out.
+func (d *Detector) observeDevice(r *sensor.Reading, names []string, series []*Series, out []sensor.Alert) []sensor.Alert {
+	dv := d.devices[r.DeviceID]
+	if dv == nil {
+		dv = &device{}
+		d.devices[r.DeviceID] = dv
+	}
+	k := len(series)
+	if sig := metricSet(names); dv.set != sig {
+		// Another set of metrics: its score is another quantity, and
+		// the device's record of it starts over.
+		if dv.alert.open && !dv.alert.muted {
+			d.open--
+		}
+		*dv = device{set: sig, contributors: dv.contributors[:0]}
+	}
+	frozen := dv.alert.open
+	sum, ready := 0.0, true
+	for _, s := range series {
+		z, ok := s.refObserve(s.cfg, s.last, frozen)
+		if !ok {
+			ready = false // a series still too young: no device score yet
+			continue
+		}
+		s.rz = float32(z)
+		q := math.Min(z*z, deviceClip*deviceClip)
+		s.ev += float32(deviceShort * (q - float64(s.ev)))
+		sum += float64(s.ev)
+	}
+	if !ready {
+		return out
+	}
+	score := math.Log1p(sum / float64(k))
+	dz := (score - dv.lmean) / math.Sqrt(dv.lvar+deviceFloor)
+	dv.last = dz
+	if !frozen {
+		dv.n++
+		a := math.Max(1/float64(dv.n), d.cfg.AlphaMin)
+		dd := score - dv.lmean
+		if dv.n > deviceWarmup {
+			b := deviceLearnClip * math.Sqrt(dv.lvar+deviceFloor)
+			dd = math.Min(math.Max(dd, -b), b)
+		}
+		dv.lmean += a * dd
+		dv.lvar = (1 - a) * (dv.lvar + a*dd*dd)
+	}
+	a := &dv.alert
+	if !a.open {
+		if dv.n <= deviceWarmup || dz < d.cfg.DeviceZ {
+			return out
+		}
+		dv.contributors = contributors(dv.contributors[:0], names, series)
+		top := series[slices.IndexFunc(names, func(n string) bool { return n == dv.contributors[0].Metric })]
+		*a = alertState{open: true, startedAt: r.TS, id: sensor.AlertID(r.DeviceID, deviceMetric, r.TS),
+			kind: KindDevice, severity: sensor.SeverityWarning, peak: dz}
+		var muted bool
+		if out, muted = d.spend(top, r, out); muted {
+			a.muted = true
+			return out
+		}
+		d.open++
+		return append(out, d.deviceEvent(dv, r, sensor.StateOpen))
+	}
+	a.peak = math.Max(a.peak, dz)
+	if dz >= deviceResolveZ && r.TS.Sub(a.startedAt) < maxHold {
+		a.below = 0
+		return out
+	}
+	if a.below++; int(a.below) < d.cfg.ResolveAfter && r.TS.Sub(a.startedAt) < maxHold {
+		return out
+	}
+	a.open, a.below = false, 0
+	if r.TS.Sub(a.startedAt) >= maxHold {
+		// The device has lived in this regime for maxHold: it is its
+		// normal now. The references start again from the series' levels.
+		for _, s := range series {
+			s.rmean, s.rvar, s.ev = s.mean, s.varc, 0
+		}
+	}
+	if a.muted {
+		return out
+	}
+	d.open--
+	return append(out, d.deviceEvent(dv, r, sensor.StateResolved))
+}
+
+// metricSet identifies a set of metric names (FNV-1a).
+func metricSet(names []string) uint64 {
+	h := uint64(14695981039346656037)
+	for _, n := range names {
+		for i := 0; i < len(n); i++ {
+			h = (h ^ uint64(n[i])) * 1099511628211
+		}
+		h = (h ^ 0xff) * 1099511628211
+	}
+	return h
+}
+
+// contributors ranks the metrics by their share of the device's evidence.
+func contributors(out []sensor.Contributor, names []string, series []*Series) []sensor.Contributor {
+	total := 0.0
+	for _, s := range series {
+		total += float64(s.ev)
+	}
+	for i, s := range series {
+		if total > 0 {
+			out = append(out, sensor.Contributor{Metric: names[i], Share: round(float64(s.ev) / total), Z: math.Round(float64(s.rz)*100) / 100})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b sensor.Contributor) int {
+		switch {
+		case a.Share > b.Share:
+			return -1
+		case a.Share < b.Share:
+			return 1
+		}
+		return 0
+	})
+	return out[:min(len(out), deviceContributors)]
+}
+
+func (d *Detector) deviceEvent(dv *device, r *sensor.Reading, state string) sensor.Alert {
+	a := &dv.alert
+	top := dv.contributors[0]
+	ev := sensor.Alert{
+		AlertID: a.id, DeviceID: r.DeviceID, Site: r.Site, Metric: top.Metric, Kind: KindDevice, Severity: a.severity,
+		State: state, Score: round(deviceScore(dv.last, d.cfg)), Value: r.Metrics[top.Metric],
+		TS: r.TS, StartedAt: a.startedAt, Contributors: slices.Clone(dv.contributors),
+	}
+	var b strings.Builder
+	for i, c := range dv.contributors {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %.0f%% (%+.1fσ)", c.Metric, 100*c.Share, c.Z)
+	}
+	if state == sensor.StateOpen {
+		ev.Message = fmt.Sprintf("%s: its metrics together left their normal regime: %s", r.DeviceID, b.String())
+		return ev
+	}
+	ts := r.TS
+	ev.ResolvedAt = &ts
+	ev.Message = fmt.Sprintf("%s: back to its normal regime after %s (it had left it with %s)", r.DeviceID, r.TS.Sub(a.startedAt).Round(time.Second), b.String())
+	return ev
+}
+
+// deviceScore maps the device score's distance from its usual level to
+// [0,1], OpenScore at DeviceZ.
+func deviceScore(dz float64, cfg Config) float64 {
+	if dz <= 0 || cfg.DeviceZ <= 0 {
+		return 0
+	}
+	r := dz / cfg.DeviceZ
+	return 1 - math.Pow(1-cfg.OpenScore, r*r)
+}
+
+// DeviceScore returns the device score in [0,1] after the device's last
+// reading (OpenScore where a device alert opens) and whether its device
+// alert is open; 0 and false for a device without one.
+func (d *Detector) DeviceScore(device string) (float64, bool) {
+	dv := d.devices[device]
+	if dv == nil || dv.n <= deviceWarmup {
+		return 0, false
+	}
+	return deviceScore(dv.last, d.cfg), dv.alert.open && !dv.alert.muted
+}

@@ -1,0 +1,105 @@
+package detect
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sensorflow/sensorflow/internal/sensor"
+)
+
+// pump is a device of six noisy metrics, one reading a second; from
+// reading from to reading to, the first four move by shift spreads
+// together.
+func pump(n, from, to int, shift float64) []sensor.Reading {
+	rng := rand.New(rand.NewPCG(7, 11))
+	names := []string{"current", "flow", "pressure", "vibration", "temperature", "voltage"}
+	t0 := time.Date(2026, 3, 9, 10, 0, 0, 0, time.UTC)
+	out := make([]sensor.Reading, n)
+	for i := range out {
+		m := map[string]float64{}
+		for j, name := range names {
+			v := 10*float64(j+1) + rng.NormFloat64()
+			if i >= from && i < to && j < 4 {
+				v += shift * float64(1-2*(j%2)) // two rise, two fall
+			}
+			m[name] = v
+		}
+		out[i] = sensor.Reading{DeviceID: "pump-1", Site: "plant", TS: t0.Add(time.Duration(i) * time.Second), Metrics: m}
+	}
+	return out
+}
+
+// Four metrics each 2 spreads off, together: no series alerts on them,
+// one device alert that opens during the fault, stays open while it lasts,
+// resolves after it, and names the four metrics.
+func TestDeviceAlertLastsAsLongAsTheFault(t *testing.T) {
+	const from, to = 600, 900
+	rs := pump(1200, from, to, 2)
+	d := New(DefaultConfig())
+	var opens, resolves []sensor.Alert
+	for i := range rs {
+		evs, _ := d.Observe(&rs[i], nil, nil)
+		for _, e := range evs {
+			if e.Kind != KindDevice {
+				require.Less(t, i, from, "a series alert during the fault: %s", e.Message)
+				continue
+			}
+			if e.State == sensor.StateOpen {
+				opens = append(opens, e)
+			} else {
+				resolves = append(resolves, e)
+			}
+		}
+	}
+	require.Len(t, opens, 1, "one device alert")
+	require.Len(t, resolves, 1)
+	o, r := opens[0], resolves[0]
+	t.Logf("opened %s after the fault's start, resolved %s after its end: %s", o.StartedAt.Sub(rs[from].TS), r.ResolvedAt.Sub(rs[to].TS), o.Message)
+	require.True(t, !o.StartedAt.Before(rs[from].TS) && o.StartedAt.Before(rs[from+60].TS), "opens within a minute of the onset")
+	require.True(t, !r.ResolvedAt.Before(rs[to].TS) && r.ResolvedAt.Before(rs[to+60].TS), "resolves within a minute after the fault ends, not before")
+	require.Equal(t, o.AlertID, r.AlertID)
+	require.Len(t, o.Contributors, deviceContributors)
+	for _, c := range o.Contributors {
+		require.Contains(t, []string{"current", "flow", "pressure", "vibration"}, c.Metric)
+		require.Greater(t, c.Share, 0.1)
+	}
+	require.Contains(t, o.Message, o.Contributors[0].Metric)
+	require.Equal(t, o.Contributors[0].Metric, o.Metric)
+
+	// The same readings without device scoring raise nothing during the fault.
+	cfg := DefaultConfig()
+	cfg.DeviceZ = 0
+	d = New(cfg)
+	for i := range rs {
+		evs, _ := d.Observe(&rs[i], nil, nil)
+		if i >= from && i < to {
+			require.Empty(t, evs, "reading %d", i)
+		}
+	}
+}
+
+// A device whose metrics stay normal raises no device alert, and a device
+// of one metric has no device score.
+func TestNoDeviceAlertOnNormalData(t *testing.T) {
+	rs := pump(5000, 0, 0, 0)
+	d := New(DefaultConfig())
+	for i := range rs {
+		evs, _ := d.Observe(&rs[i], nil, nil)
+		for _, e := range evs {
+			require.NotEqual(t, KindDevice, e.Kind, "reading %d: %s", i, e.Message)
+		}
+	}
+	s, open := d.DeviceScore("pump-1")
+	require.False(t, open)
+	require.Less(t, s, DefaultConfig().OpenScore)
+
+	for i := range 500 {
+		d.Score("single", "x", rs[i].TS, rs[i].Metrics["flow"])
+	}
+	s, open = d.DeviceScore("single")
+	require.Zero(t, s)
+	require.False(t, open)
+}
