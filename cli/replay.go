@@ -209,14 +209,15 @@ type replayer struct {
 	columns []string
 	prev    time.Time
 	late    int
-	open    map[string]openAlert // metric → open alert
+	open    map[string]openAlert // alert id → open alert
 	reading sensor.Reading
 	scores  map[string]float64
 }
 
 type openAlert struct {
-	kind  string
-	score float64
+	kind    string
+	score   float64
+	metrics []string // the metric, or a device alert's contributors
 }
 
 // start decides the form from the header and the first data row (nil when
@@ -350,11 +351,18 @@ func (p *replayer) row(rec []string) error {
 			p.scores[name] = scores[i]
 		}
 		for _, e := range events {
-			if e.State == sensor.StateOpen {
-				p.open[e.Metric] = openAlert{kind: e.Kind, score: e.Score}
-			} else {
-				delete(p.open, e.Metric)
+			if e.State != sensor.StateOpen {
+				delete(p.open, e.AlertID)
+				continue
 			}
+			a := openAlert{kind: e.Kind, score: e.Score, metrics: []string{e.Metric}}
+			if len(e.Contributors) > 0 {
+				a.metrics = a.metrics[:0]
+				for _, c := range e.Contributors {
+					a.metrics = append(a.metrics, c.Metric)
+				}
+			}
+			p.open[e.AlertID] = a
 		}
 	}
 	var b strings.Builder
@@ -367,18 +375,29 @@ func (p *replayer) row(rec []string) error {
 			device = max(device, s)
 		}
 	}
-	b.WriteString("," + strconv.FormatFloat(device, 'f', -1, 64))
+	if s, ok := p.det.DeviceScore(p.cfg.Device); ok {
+		device = max(device, s)
+	}
+	b.WriteString("," + strconv.FormatFloat(detect.Round(device), 'f', -1, 64))
 	if len(p.open) == 0 {
 		b.WriteString(",0,,")
 	} else {
 		var strongest openAlert
+		in := map[string]bool{}
+		for _, a := range p.open {
+			for _, m := range a.metrics {
+				in[m] = true
+			}
+			// the highest score; ties go to the kind first in the
+			// alphabet, so the output does not depend on map order
+			if strongest.kind == "" || a.score > strongest.score || a.score == strongest.score && a.kind < strongest.kind {
+				strongest = a
+			}
+		}
 		var metrics []string
 		for _, n := range p.names { // column order: deterministic
-			if a, ok := p.open[n]; ok {
+			if in[n] {
 				metrics = append(metrics, n)
-				if a.score > strongest.score || strongest.kind == "" {
-					strongest = a
-				}
 			}
 		}
 		b.WriteString(",1," + strongest.kind + "," + strings.Join(metrics, "+"))
