@@ -41,7 +41,8 @@ import (
 //     the new regime is the device's normal.
 //
 // Devices with one metric have no device score: their series' alerts say
-// everything.
+// everything; so do they when one metric holds most of the device's
+// evidence (deviceMaxShare).
 const (
 	KindDevice = "device"
 	// deviceMetric names a device alert in its alert id (the metric
@@ -63,6 +64,10 @@ const (
 	// the long-run level and spread it is judged against, so the scores
 	// leading up to a fault do not lift the bar the fault must clear.
 	deviceLearnClip = 2
+	// deviceMaxShare: a device alert needs the evidence of more than one
+	// metric; when one metric holds more than this share of it, the
+	// deviation is that metric's, and its series' own alert reports it.
+	deviceMaxShare = 0.7
 	// deviceFloor keeps the spread of the device score from vanishing on
 	// devices whose sensors never move.
 	deviceFloor = 1e-4
@@ -174,6 +179,9 @@ func (d *Detector) observeDevice(r *sensor.Reading, names []string, series []*Se
 			return out
 		}
 		dv.contributors = contributors(dv.contributors[:0], names, series)
+		if dv.contributors[0].Share > deviceMaxShare {
+			return out // one metric's deviation: its series' alert says it
+		}
 		top := series[slices.IndexFunc(names, func(n string) bool { return n == dv.contributors[0].Metric })]
 		*a = alertState{open: true, startedAt: r.TS, id: sensor.AlertID(r.DeviceID, deviceMetric, r.TS),
 			kind: KindDevice, severity: sensor.SeverityWarning, peak: dz}

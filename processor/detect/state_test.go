@@ -14,10 +14,11 @@ import (
 	"github.com/sensorflow/sensorflow/internal/sensor"
 )
 
-// stateFleet is readings of three devices, two metrics each, every 30 s
-// over four days: daily cycles, noise, spikes, a level shift, a stuck
-// sensor and gaps that, with a ceiling of one alert an hour, hold alerts
-// back, so every part of the state is in use somewhere.
+// stateFleet is readings of four devices, two or three metrics each,
+// every 30 s over four days: daily cycles, noise, spikes, a level shift, a
+// stuck sensor, a fault of a whole device and gaps that, with a ceiling of
+// one alert an hour, hold alerts back, so every part of the state is in
+// use somewhere.
 func stateFleet() []sensor.Reading {
 	const n = 4 * 2880
 	temp := noise(n, 11, 0, 0.4)
@@ -47,6 +48,15 @@ func stateFleet() []sensor.Reading {
 			f += 8 // spikes
 		}
 		out = append(out, sensor.Reading{DeviceID: "b", Site: "s1", TS: ts, Metrics: map[string]float64{"flow": f, "pressure": 3 + flow[(i+7)%n]/10}})
+		// d: three metrics that move together for a while, each by two
+		// spreads: no series alert, one device alert.
+		m := map[string]float64{"current": 8 + temp[(i*3)%n], "flow": 10 + hum[(i*5)%n]/2, "vibration": 1 + flow[(i*11)%n]}
+		if i > 8000 && i < 8300 {
+			m["current"] += 0.8
+			m["flow"] -= 2
+			m["vibration"] += 0.6
+		}
+		out = append(out, sensor.Reading{DeviceID: "d", Site: "s2", TS: ts.Add(2 * time.Second), Metrics: m})
 		out = append(out, sensor.Reading{DeviceID: "c", Site: "s2", TS: ts.Add(time.Second), Metrics: map[string]float64{"level": float64(i % 400), "current": 5 + temp[(i*7)%n]}})
 	}
 	return out
@@ -84,13 +94,19 @@ func TestRestoredStateContinuesExactly(t *testing.T) {
 		kinds[a.Kind] = true
 	}
 	t.Logf("alert kinds in the fleet: %v", kinds)
-	require.True(t, kinds[KindCeiling] && kinds[KindStuck] && kinds[KindGap] && kinds[KindDevice], "the fleet exercises the ceiling, stuck, gap and device alerts: %v", kinds)
+	require.True(t, kinds[KindCeiling] && kinds[KindStuck] && kinds[KindGap], "the fleet exercises the ceiling, stuck and gap alerts: %v", kinds)
+	// d's device alert, held back by the ceiling its flow's alert filled,
+	// is open during its fault (for at most an hour, 120 readings).
+	inFault := slices.IndexFunc(rs, func(r sensor.Reading) bool { return r.DeviceID == "d" && r.TS.Sub(t0) >= 8060*30*time.Second })
 
-	for _, cut := range []int{1, 50, 3000, 12007, 18000, 25001, len(rs) - 1} {
+	for _, cut := range []int{1, 50, 3000, 12007, 18000, 25001, inFault, len(rs) - 1} {
 		first := New(cfg)
 		before := observeAll(first, rs[:cut])
+		if cut == inFault {
+			require.True(t, first.devices["d"].alert.open, "d's device alert is open during its fault")
+		}
 		second := New(cfg)
-		for _, dev := range []struct{ id, site string }{{"a", "s1"}, {"b", "s1"}, {"c", "s2"}} {
+		for _, dev := range []struct{ id, site string }{{"a", "s1"}, {"b", "s1"}, {"c", "s2"}, {"d", "s2"}} {
 			st, n := first.AppendDeviceState(nil, dev.id, dev.site)
 			if n == 0 {
 				continue
