@@ -193,6 +193,7 @@ func TestValidateFlag(t *testing.T) {
 		want string
 	}{
 		{[]string{"-target=bridge", "-bridge.batch-size=0", "-validate"}, "bridge.batch-size"},
+		{[]string{"-target=bridge", "-bridge.gogc=-1", "-validate"}, "bridge.gogc"},
 		{[]string{"-target=processor", "-influx.url=bad", "-validate"}, "influx.url"},
 		{[]string{"-target=simulator", "-log.format=xml", "-validate"}, "-log.format"},
 		{[]string{"-target=nothing", "-validate"}, "-target"},
