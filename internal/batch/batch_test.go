@@ -131,3 +131,21 @@ func TestDrain(t *testing.T) {
 }
 
 type ctxKey struct{}
+
+// BenchmarkCollectorLinger: batches of 1000 from a channel that always
+// holds more, as the bridge's queue does under load (ns per item).
+func BenchmarkCollectorLinger(b *testing.B) {
+	in := make(chan int, 4096)
+	c := NewCollector(in, Policy{Max: 1000, Linger: 5 * time.Millisecond})
+	buf := make([]int, 0, 1000)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		for len(in) < cap(in)-1 {
+			in <- 1
+		}
+		for range 3 {
+			buf, _ = c.Next(ctx, buf)
+		}
+	}
+}
