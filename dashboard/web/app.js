@@ -100,7 +100,15 @@ function addAlert(a, prepend) {
   const li = el("li", "alert " + a.severity + " " + a.state);
   const link = el("a", null, a.device_id); link.href = "#/device/" + encodeURIComponent(a.device_id);
   li.append(el("div", "when", fmtTime(Date.parse(a.ts)) + " · " + a.state + " · " + a.severity + " · " + a.kind));
-  const line = el("div"); line.append(link, document.createTextNode(" " + a.metric + " = " + a.value + " (expected " + a.expected_low.toPrecision(4) + " – " + a.expected_high.toPrecision(4) + ")"));
+  const line = el("div");
+  if (a.contributors && a.contributors.length) {
+    // A device alert: the metrics behind it, their share of the evidence
+    // and how far each is from its normal, in spreads.
+    const why = a.contributors.map((c) => c.metric + " " + Math.round(100 * c.share) + "% (" + (c.z >= 0 ? "+" : "") + c.z.toFixed(1) + "σ)").join(", ");
+    line.append(link, document.createTextNode(" out of its normal regime: " + why));
+  } else {
+    line.append(link, document.createTextNode(" " + a.metric + " = " + a.value + " (expected " + a.expected_low.toPrecision(4) + " – " + a.expected_high.toPrecision(4) + ")"));
+  }
   li.append(line);
   const ul = $("#alerts");
   if (prepend) ul.prepend(li); else ul.append(li);
