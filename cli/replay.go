@@ -375,9 +375,8 @@ func (p *replayer) row(rec []string) error {
 			device = max(device, s)
 		}
 	}
-	if s, ok := p.det.DeviceScore(p.cfg.Device); ok {
-		device = max(device, s)
-	}
+	ds, _ := p.det.DeviceScore(p.cfg.Device)
+	device = max(device, ds)
 	b.WriteString("," + strconv.FormatFloat(detect.Round(device), 'f', -1, 64))
 	if len(p.open) == 0 {
 		b.WriteString(",0,,")

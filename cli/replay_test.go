@@ -183,9 +183,8 @@ func TestReplayDevice(t *testing.T) {
 		require.Equal(t, fmt.Sprint(scores[0]), row[1], "row %d flow", i)
 		require.Equal(t, fmt.Sprint(scores[1]), row[2], "row %d pressure", i)
 		want := max(scores[0], scores[1])
-		if ds, ok := live.DeviceScore("pump"); ok {
-			want = max(want, detect.Round(ds))
-		}
+		ds, _ := live.DeviceScore("pump")
+		want = max(want, detect.Round(ds))
 		require.Equal(t, fmt.Sprint(want), row[3], "row %d device", i)
 		require.Equal(t, map[bool]string{true: "1", false: "0"}[live.OpenAlerts() > 0], row[4], "row %d alert", i)
 		for _, e := range events {

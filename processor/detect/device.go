@@ -68,6 +68,10 @@ const (
 	// metric; when one metric holds more than this share of it, the
 	// deviation is that metric's, and its series' own alert reports it.
 	deviceMaxShare = 0.7
+	// deviceSetPatience: consecutive readings with another set of
+	// metrics after which that set is the device's (before: such readings
+	// are not scored as a device).
+	deviceSetPatience = 10
 	// deviceFloor keeps the spread of the device score from vanishing on
 	// devices whose sensors never move.
 	deviceFloor = 1e-4
@@ -83,6 +87,7 @@ type device struct {
 	last         float64 // the last device score's distance from its level, in spreads
 	alert        alertState
 	contributors []sensor.Contributor // of the open alert
+	other        int32                // consecutive readings with another set of metrics
 }
 
 // newDevice returns an empty device record, or nil without one (for
@@ -136,13 +141,25 @@ func (d *Detector) observeDevice(r *sensor.Reading, names []string, series []*Se
 	}
 	k := len(series)
 	if sig := metricSet(names); dv.set != sig {
-		// Another set of metrics: its score is another quantity, and
-		// the device's record of it starts over.
-		if dv.alert.open && !dv.alert.muted {
-			d.open--
+		// Another set of metrics. A reading that lacks a metric now and
+		// then is not scored as a device; a set that lasts is another
+		// quantity, and the device's record starts over with it.
+		if dv.set != 0 && dv.other < deviceSetPatience {
+			dv.other++
+			return out
+		}
+		if a := &dv.alert; a.open {
+			a.open = false
+			if !a.muted {
+				d.open--
+				ev := d.deviceEvent(dv, r, sensor.StateResolved)
+				ev.Message = fmt.Sprintf("%s: its set of metrics changed; the device alert ends and its score starts over", r.DeviceID)
+				out = append(out, ev)
+			}
 		}
 		*dv = device{set: sig, contributors: dv.contributors[:0]}
 	}
+	dv.other = 0
 	frozen := dv.alert.open
 	sum, ready := 0.0, true
 	for _, s := range series {

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"maps"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -101,5 +102,54 @@ func TestNoDeviceAlertOnNormalData(t *testing.T) {
 	}
 	s, open = d.DeviceScore("single")
 	require.Zero(t, s)
+	require.False(t, open)
+}
+
+// A reading that lacks one of the device's metrics now and then leaves the
+// device's record alone; a set of metrics that lasts starts it over, and
+// an open device alert then resolves with a resolve event, never silently.
+func TestDeviceMetricSetChanges(t *testing.T) {
+	const from = 600
+	rs := pump(1000, from, 1000, 2)
+	d := New(DefaultConfig())
+	var opened sensor.Alert
+	for i := range rs[:700] {
+		r := rs[i]
+		if i%7 == 3 {
+			// a reading without its voltage
+			r.Metrics = maps.Clone(r.Metrics)
+			delete(r.Metrics, "voltage")
+		}
+		evs, _ := d.Observe(&r, nil, nil)
+		for _, e := range evs {
+			if e.Kind == KindDevice {
+				require.Equal(t, sensor.StateOpen, e.State, "reading %d: %s", i, e.Message)
+				opened = e
+			}
+		}
+	}
+	require.NotEmpty(t, opened.AlertID, "the device alert opened although some readings lacked a metric")
+	_, open := d.DeviceScore("pump-1")
+	require.True(t, open)
+
+	// From now on the pump reports without its voltage.
+	var resolved []sensor.Alert
+	for i := 700; i < len(rs); i++ {
+		r := rs[i]
+		r.Metrics = maps.Clone(r.Metrics)
+		delete(r.Metrics, "voltage")
+		evs, _ := d.Observe(&r, nil, nil)
+		for _, e := range evs {
+			if e.Kind == KindDevice {
+				resolved = append(resolved, e)
+			}
+		}
+	}
+	require.Len(t, resolved, 1)
+	require.Equal(t, sensor.StateResolved, resolved[0].State)
+	require.Equal(t, opened.AlertID, resolved[0].AlertID)
+	require.Contains(t, resolved[0].Message, "set of metrics changed")
+	require.Equal(t, 0, d.OpenAlerts(), "no alert left open")
+	_, open = d.DeviceScore("pump-1")
 	require.False(t, open)
 }

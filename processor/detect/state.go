@@ -185,6 +185,7 @@ func (v *device) state(c codec) {
 	c.f64(&v.lmean)
 	c.f64(&v.lvar)
 	c.f64(&v.last)
+	c.i32(&v.other)
 	v.alert.state(c)
 	n := int32(len(v.contributors))
 	c.i32(&n)
