@@ -97,7 +97,7 @@ func newLoop(t *testing.T) *loop {
 	l.cfg.TopicPrefix = id
 	l.cfg.ClientID = id
 	l.cfg.ForwardAlerts = false
-	l.cfg.BatchSize, l.cfg.Linger = 16, 0 // adaptive, the default
+	l.cfg.BatchSize, l.cfg.Linger = 16, 0 // adaptive batches (the bridge lingers 5 ms by default)
 	l.wire = &wire{client: id}
 	require.NoError(t, broker.AddHook(l.wire, nil))
 	testenv.RefuseProduce(cluster, l.kafkaDown.Load, &l.refused)
