@@ -100,9 +100,9 @@ func newDevice(has bool) *device {
 }
 
 // refObserve folds the deseasoned value x into a series' reference
-// baseline (unless frozen) and returns its squared deviation from the
-// reference before the update, clipped; ok is false while the reference
-// is too young to judge.
+// baseline (unless frozen) and returns its deviation from the reference before the update,
+// in the reference's spreads; ok is false while the reference is too young
+// to judge.
 func (s *Series) refObserve(cfg *Config, x float64, frozen bool) (z float64, ok bool) {
 	if s.rn == 0 {
 		s.rmean, s.rn = x, 1
@@ -196,7 +196,7 @@ func (d *Detector) observeDevice(r *sensor.Reading, names []string, series []*Se
 			return out
 		}
 		dv.contributors = contributors(dv.contributors[:0], names, series)
-		if dv.contributors[0].Share > deviceMaxShare {
+		if len(dv.contributors) == 0 || dv.contributors[0].Share > deviceMaxShare {
 			return out // one metric's deviation: its series' alert says it
 		}
 		top := series[slices.IndexFunc(names, func(n string) bool { return n == dv.contributors[0].Metric })]
