@@ -100,9 +100,9 @@ func newDevice(has bool) *device {
 }
 
 // refObserve folds the deseasoned value x into a series' reference
-// baseline (unless frozen) and returns its deviation from the reference before the update,
-// in the reference's spreads; ok is false while the reference is too young
-// to judge.
+// baseline (unless frozen) and returns its deviation from the reference
+// before the update, in the reference's spreads; ok is false while the
+// reference is too young to judge.
 func (s *Series) refObserve(cfg *Config, x float64, frozen bool) (z float64, ok bool) {
 	if s.rn == 0 {
 		s.rmean, s.rn = x, 1
