@@ -224,6 +224,17 @@ func TestRestoreRefusesOtherVersionsAndDamage(t *testing.T) {
 	}
 	_, err = r.RestoreDevice("a", []byte("not a state"))
 	require.ErrorIs(t, err, ErrStateVersion)
+
+	// A device record listing more contributors than an alert may is
+	// refused as a whole.
+	dv := d.devices["a"]
+	require.NotNil(t, dv, "device a has a device record")
+	dv.contributors = make([]sensor.Contributor, sensor.MaxContributors+1)
+	st, _ = d.AppendDeviceState(nil, "a", "s1")
+	fresh := New(stateConfig())
+	_, err = fresh.RestoreDevice("a", st)
+	require.ErrorContains(t, err, "contributor count")
+	require.Zero(t, fresh.Series())
 }
 
 // DeviceStates encodes several devices in one pass, each as
