@@ -133,6 +133,12 @@ func TestWriterSplitsLargeBatchesOnARealBroker(t *testing.T) {
 	require.NoError(t, err)
 	defer w.Close()
 	w.MaxAttempts = 1
+	// A topic just made may not have its leader yet (Not Leader For
+	// Partition): wait until a small write goes through, so the one
+	// attempt below fails only for the batch's size.
+	require.Eventually(t, func() bool {
+		return w.WriteMessages(ctx, kafka.Message{Topic: c.ReadingsTopic, Key: []byte("dev-1"), Value: []byte("probe")}) == nil
+	}, 30*time.Second, 100*time.Millisecond, "the new topic accepts a write")
 	msgs := make([]kafka.Message, 400) // 2 MB for one partition
 	for i := range msgs {
 		msgs[i] = kafka.Message{Topic: c.ReadingsTopic, Key: []byte("dev-1"), Value: make([]byte, 5000)}
