@@ -63,6 +63,7 @@ type config struct {
 	e2ePerDevice int
 	e2eDuration  time.Duration
 	e2eCassandra bool
+	e2eProfile   bool
 
 	peers    bool
 	telegraf string
@@ -96,6 +97,7 @@ func main() {
 	fs.StringVar(&cfg.e2eRates, "e2e.rates", "5000,20000", "Readings/s of the end-to-end runs, one run each: latency when the machine has room, and under load.")
 	fs.IntVar(&cfg.e2ePerDevice, "e2e.per-device", 10, "Readings/s each device publishes in the end-to-end runs (devices = rate / this).")
 	fs.DurationVar(&cfg.e2eDuration, "e2e.duration", 60*time.Second, "Length of the end-to-end run.")
+	fs.BoolVar(&cfg.e2eProfile, "e2e.profile", false, "Take 15 s CPU profiles of the bridge and the processor in each end-to-end run (out/profiles/e2e-*.cpu.pprof); profiling costs CPU, so the latencies of such a run read higher.")
 	fs.BoolVar(&cfg.e2eCassandra, "e2e.cassandra", false, "Archive to Cassandra too in the end-to-end run (on a 2-core machine Cassandra alone tops out below 20,000 readings/s of two metrics).")
 	fs.BoolVar(&cfg.peers, "peers", true, "Run Telegraf next to the bridge (mqtt_consumer → kafka) and the processor (kafka_consumer → influxdb_v2) on the same load, and print its rows.")
 	fs.StringVar(&cfg.telegraf, "telegraf", "", "Telegraf binary for the peer rows (empty: the one deploy/local/tools.sh builds).")

@@ -163,7 +163,7 @@ func (b *Bridge) collect(ctx context.Context, q <-chan mqtt.Message, out chan<- 
 	defer close(out)
 	c := batch.NewCollector(q, b.cfg.batchPolicy())
 	for {
-		in, ok := c.Next(ctx, make([]mqtt.Message, 0, b.cfg.BatchSize))
+		in, ok := c.Next(ctx, c.Buf())
 		if !ok {
 			return
 		}

@@ -360,6 +360,73 @@ func TestAlertsDoNotWaitForTheStores(t *testing.T) {
 	require.Empty(t, violations)
 }
 
+// Detection runs batches ahead of a store that takes long: an alert in the
+// fifth batch goes out while the first is still in the sink. The batches
+// that waited are then stored in fewer writes, in order.
+func TestDetectionRunsAheadOfASlowStore(t *testing.T) {
+	s := &testSink{l: newLedger(), hold: make(chan struct{}), entered: make(chan struct{})}
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(s.hold) }) })
+	f := newFixture(t, s)
+	f.cfg.BatchSize, f.cfg.Linger = 20, 300*time.Millisecond // full batches of 20
+	f.start(t)
+	values := readings(0, 200)
+	spike := sensor.Reading{DeviceID: "dev-1", Site: "site-1", TS: time.Now().Add(-time.Hour).UTC().Add(90 * time.Second), Seq: 90,
+		Metrics: map[string]float64{"temperature": 500}}
+	values[90] = spike.AppendJSON(nil)
+	f.produce(t, values...)
+	<-s.entered // the first batch is held in the sink
+
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: f.cfg.Kafka.BrokerList(), Topic: f.cfg.Kafka.AlertsTopic, Partition: 0, MaxWait: 50 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	m, err := r.ReadMessage(ctx)
+	require.NoError(t, err, "the fifth batch's alert is published while the first is held in the sink")
+	a, err := sensor.ParseAlert(m.Value)
+	require.NoError(t, err)
+	require.Equal(t, 500.0, a.Value, "the spike's alert")
+	require.Equal(t, int64(1), s.attempts.Load(), "one write so far: the held one")
+	release.Do(func() { close(s.hold) })
+	requireCommitted(t, f.ledger, 200)
+	stored, _, violations := f.ledger.snapshot()
+	require.Empty(t, violations)
+	require.Equal(t, seqs(0, 200), stored, "each reading stored once, in order")
+}
+
+// The storer writes the batches waiting for it together, in order, up to
+// the batch size, and a checkpoint ends a group.
+func TestWaitingBatchesAreStoredTogether(t *testing.T) {
+	p := &Processor{cfg: Config{BatchSize: 10}}
+	wk := func(n int, checkpoint bool) *work {
+		return &work{b: sink.Batch{Readings: make([]sensor.Reading, n)}, checkpoint: checkpoint}
+	}
+	sizes := func(g []*work) (out []int) {
+		for _, w := range g {
+			out = append(out, len(w.b.Readings))
+		}
+		return out
+	}
+	ready := make(chan *work, 16)
+	for _, w := range []*work{wk(3, false), wk(4, false), wk(5, false), wk(2, true), wk(1, false)} {
+		ready <- w
+	}
+	first := <-ready
+	g, carry := p.moreWaiting(ready, []*work{first})
+	require.Equal(t, []int{3, 4}, sizes(g), "up to 10 readings")
+	require.Equal(t, 5, len(carry.b.Readings), "the batch that did not fit starts the next group")
+	g, carry = p.moreWaiting(ready, []*work{carry})
+	require.Equal(t, []int{5, 2}, sizes(g), "a checkpoint ends its group")
+	require.Nil(t, carry)
+	g, carry = p.moreWaiting(ready, []*work{<-ready})
+	require.Equal(t, []int{1}, sizes(g), "nothing more waiting")
+	require.Nil(t, carry)
+	close(ready)
+	g, carry = p.moreWaiting(ready, []*work{wk(1, false)})
+	require.Len(t, g, 1, "a closed queue ends the group")
+	require.Nil(t, carry)
+}
+
 func TestConfigRejectsASinkWithoutOpen(t *testing.T) {
 	var c Config
 	fs := flag.NewFlagSet("", flag.PanicOnError)

@@ -45,6 +45,14 @@ func NewCollector[T any](in <-chan T, p Policy) *Collector[T] {
 	return &Collector[T]{in: in, p: p, timer: t}
 }
 
+// Buf returns an empty buffer for the next batch, sized for the items
+// waiting now (at least 16, at most Policy.Max; append grows it past that):
+// at a low rate a batch of a few items does not allocate, and clear, room
+// for Max of them.
+func (c *Collector[T]) Buf() []T {
+	return make([]T, 0, min(c.p.Max, max(16, len(c.in)+1)))
+}
+
 // Next appends the next batch to buf[:0] and returns it. It waits for a
 // first item until ctx ends or in is closed and empty (then it returns buf[:0]
 // and false), then keeps adding items until the batch holds Policy.Max, ctx

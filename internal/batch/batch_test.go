@@ -112,6 +112,25 @@ func TestAdaptiveCollectorGrowsWithTheBacklog(t *testing.T) {
 	require.Len(t, got, 30)
 }
 
+// A buffer is sized for what waits, not for the largest batch.
+func TestBufIsSizedByTheBacklog(t *testing.T) {
+	in := make(chan int, 5000)
+	c := NewCollector(in, Policy{Max: 2000})
+	require.Equal(t, 16, cap(c.Buf()), "nothing waiting")
+	for i := range 100 {
+		in <- i
+	}
+	require.Equal(t, 101, cap(c.Buf()))
+	for i := range 4000 {
+		in <- i
+	}
+	require.Equal(t, 2000, cap(c.Buf()), "never more than Max")
+	got, ok := c.Next(context.Background(), c.Buf())
+	require.True(t, ok)
+	require.Len(t, got, 2000)
+	require.Zero(t, len(c.Buf()))
+}
+
 func TestDrain(t *testing.T) {
 	parent, stop := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "v"))
 	ctx, cancel := Drain(parent, 50*time.Millisecond)
