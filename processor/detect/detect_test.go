@@ -327,6 +327,33 @@ func TestDailyProfileSkipsAnomalies(t *testing.T) {
 	}
 }
 
+// A slow swing that passed one hour of the day while the profile was being
+// learned leaves that hour's slots off. The first day the profile is in
+// use, the hour may raise an alert; but the slots go on learning (clipped)
+// through the rest after it, so the same hour does not raise the same
+// false alert every day after.
+func TestOffSlotIsCorrectedAfterItsAlert(t *testing.T) {
+	for seed := range uint64(6) {
+		n := 7 * 1440
+		v := noise(n, 100+seed, 20, 0.15)
+		ts := make([]time.Time, n)
+		for i := range v {
+			ts[i] = t0.Add(time.Duration(i) * time.Minute)
+			v[i] += 3 * math.Sin(2*math.Pi*float64(i)/1440)
+			if m := i - (1440 + 9*60); m >= 0 && m < 180 { // day 1, 09:00 to 12:00
+				v[i] += 2.5 * math.Pow(math.Sin(math.Pi*float64(m)/180), 2)
+			}
+		}
+		var late []sensor.Alert
+		for _, a := range opensAfter(feedAt(DefaultConfig(), ts, v), t0.Add(3*24*time.Hour)) {
+			if h := a.StartedAt.Hour(); h >= 9 && h < 12 {
+				late = append(late, a)
+			}
+		}
+		require.LessOrEqual(t, len(late), 1, "seed %d: the hour alerts day after day: %v", seed, late)
+	}
+}
+
 // A smooth daily swing, once its profile is in use, raises nothing: not
 // even at the edges between two 15-minute slots, where the profile's
 // offset jumps by more than the noise while the value does not.

@@ -74,13 +74,25 @@ func (p *season) offset(slot int) float64 {
 // learn folds value v, seen dt seconds after the previous reading at slot,
 // into the profile, given the minimum EWMA weight.
 // It reports whether the profile has just come into use.
-func (p *season) learn(slot int, ts int64, dt, v, alpha, clipZ float64) (started bool) {
+func (p *season) learn(slot int, ts int64, dt, v, alpha, clipZ float64, held bool) (started bool) {
 	sec := ts / 1e9
 	if p.nknown == 0 {
 		p.first, p.ref = sec, v
 	}
 	rel := v - p.ref
 	if math.IsInf(rel, 0) || math.IsNaN(rel) {
+		return false
+	}
+	if held {
+		// After a sign of an anomaly only the slots learn, clipped as
+		// always (so the anomaly moves them little); spreads, level and
+		// new slots wait. A slot that is off (learned from a slow swing
+		// that happened to pass at that hour) is thus corrected even
+		// though the deviation it causes holds the profile: a frozen
+		// slot would raise the same false alert at that hour every day.
+		if p.isKnown(slot) && !math.IsInf(p.varDeso, 1) {
+			p.learnSlot(slot, sec, dt, rel, clipZ)
+		}
 		return false
 	}
 	if !p.isKnown(slot) {
@@ -101,17 +113,7 @@ func (p *season) learn(slot int, ts int64, dt, v, alpha, clipZ float64) (started
 		}
 		p.varDeso += alpha * (d*d - p.varDeso)
 		p.varRaw += alpha * (a*a - p.varRaw)
-		// Clipped like the level: one outlier barely moves its slot.
-		if b := clipZ * math.Sqrt(p.varDeso); d > b {
-			d = b
-		} else if d < -b {
-			d = -b
-		}
-		days := float64((sec-p.first)/86400 + 1)
-		w := math.Max(seasonDayRate, 1/days) * math.Min(1, dt/seasonSlotSecs)
-		old := p.slot[slot]
-		p.slot[slot] += float32(w * d)
-		p.sum += float64(p.slot[slot] - old)
+		p.learnSlot(slot, sec, dt, rel, clipZ)
 	}
 	switch {
 	case sec-p.first < seasonMinSpan:
@@ -123,4 +125,21 @@ func (p *season) learn(slot int, ts int64, dt, v, alpha, clipZ float64) (started
 		p.on = false
 	}
 	return false
+}
+
+// learnSlot moves slot's usual value towards rel (the value less ref), a
+// deviation counting at most clipZ of the profile's spreads: one outlier
+// barely moves its slot.
+func (p *season) learnSlot(slot int, sec int64, dt, rel, clipZ float64) {
+	d := rel - float64(p.slot[slot])
+	if b := clipZ * math.Sqrt(p.varDeso); d > b {
+		d = b
+	} else if d < -b {
+		d = -b
+	}
+	days := float64((sec-p.first)/86400 + 1)
+	w := math.Max(seasonDayRate, 1/days) * math.Min(1, dt/seasonSlotSecs)
+	old := p.slot[slot]
+	p.slot[slot] += float32(w * d)
+	p.sum += float64(p.slot[slot] - old)
 }

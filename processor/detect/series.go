@@ -105,7 +105,7 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 	if s.alert.open || s.quiet > 0 || best.Score >= cfg.OpenScore {
 		s.season.pause(t)
 	}
-	if s.n > 0 && t >= s.season.hold && s.season.learn(slot, t, dt, v, math.Max(1/float64(s.n), cfg.AlphaMin), cfg.Z) {
+	if s.n > 0 && s.season.learn(slot, t, dt, v, math.Max(1/float64(s.n), cfg.AlphaMin), cfg.Z, t < s.season.hold) {
 		// From the next reading on, values lose their time of day's
 		// offset: the level and its spread restart from those the
 		// profile implies (the spread learned so far includes the daily
