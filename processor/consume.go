@@ -72,21 +72,17 @@ func (p *Processor) consume(ctx context.Context) error {
 	p.log.Info("consuming", "topic", p.cfg.Kafka.ReadingsTopic, "group", p.cfg.GroupID)
 
 	// Four stages: while the storer has batch N in the sinks, this loop
-	// decodes and runs detection on the batches after it, the publisher
-	// writes the alerts and dead letters of each batch as soon as it is
-	// detected (an alert waits for no store), and the committer commits
-	// batch N-1. Detection runs up to queued batches ahead of the store;
-	// the storer writes the batches that waited meanwhile as one (up to
-	// -processor.batch-size readings), so a slow sink gets fewer, larger
-	// writes instead of holding back detection. Batches are published,
-	// stored and committed in fetch order; an offset is committed only
-	// after its batch is stored and published, and, with checkpoints, only
-	// once a checkpoint at or after it is written.
+	// decodes and runs detection on batch N+1, the publisher writes the
+	// alerts and dead letters of each batch as soon as it is detected (an
+	// alert waits for no store), and the committer commits batch N-1.
+	// Batches are published, stored and committed in fetch order; an offset
+	// is committed only after its batch is stored and published, and, with
+	// checkpoints, only once a checkpoint at or after it is written.
 	det := detect.New(p.cfg.Detect)
 	cen := newCensus(p.cfg.CensusInterval)
 	lastOffset := map[int]int64{}
-	ready := make(chan *work, queued)
-	toPublish := make(chan *work, queued)
+	ready := make(chan *work, 1)
+	toPublish := make(chan *work, 4)
 	toCommit := make(chan []kafka.Message, 1)
 	stored := make(chan struct{})
 	committed := make(chan struct{})
@@ -121,41 +117,18 @@ func (p *Processor) consume(ctx context.Context) error {
 			<-committed
 		}()
 		pending := map[int]kafka.Message{} // the last message of each partition not committed yet
-		var group []*work
-		var carry *work // taken from ready, but for the next group
-		for {
-			wk := carry
-			carry = nil
-			if wk == nil {
-				var ok bool
-				if wk, ok = <-ready; !ok {
-					return
-				}
-			}
-			group = append(group[:0], wk)
-			group, carry = p.moreWaiting(ready, group)
-			if err := p.finish(drainCtx, group); err != nil {
-				msgs := 0
-				for _, g := range group {
-					msgs += len(g.msgs)
-				}
-				p.log.Warn("batch left uncommitted at shutdown", "messages", msgs, "err", err)
+		for wk := range ready {
+			if err := p.finish(drainCtx, wk); err != nil {
+				p.log.Warn("batch left uncommitted at shutdown", "messages", len(wk.msgs), "err", err)
 				return
 			}
 			if ck == nil {
-				var msgs []kafka.Message
-				for _, g := range group {
-					msgs = append(msgs, g.msgs...)
-				}
-				toCommit <- msgs
+				toCommit <- wk.msgs
 				continue
 			}
-			for _, g := range group {
-				for _, m := range g.msgs {
-					pending[m.Partition] = m
-				}
+			for _, m := range wk.msgs {
+				pending[m.Partition] = m
 			}
-			wk = group[len(group)-1] // only the last of a group may be a checkpoint
 			if !wk.checkpoint {
 				continue
 			}
@@ -367,75 +340,32 @@ func (p *Processor) prepare(ctx context.Context, det *detect.Detector, cen *cens
 	return wk
 }
 
-// finish stores a group of prepared batches, in one sink write, and waits
-// until their alerts and dead letters are published too. It returns only when everything is durable,
+// finish stores a prepared batch and waits until its alerts and dead
+// letters are published too. It returns only when everything is durable,
 // or with ctx's error; the offsets are committed after that. (If the
 // process dies in between, the batch is redelivered and its alert events
 // published again, with the same ids.)
-func (p *Processor) finish(ctx context.Context, group []*work) error {
-	b := group[0].b
-	if len(group) > 1 {
-		b = sink.Batch{}
-		for _, wk := range group {
-			b.Readings = append(b.Readings, wk.b.Readings...)
-			b.Alerts = append(b.Alerts, wk.b.Alerts...)
-			b.Scores = append(b.Scores, wk.b.Scores...)
-		}
-	}
+func (p *Processor) finish(ctx context.Context, wk *work) error {
+	b := wk.b
 	if !p.cfg.IncidentsOff {
 		b.Alerts = nil // the incidents stage stores them, once grouped
 	}
 	if err := p.sinks.Write(ctx, b); err != nil {
 		return err
 	}
-	for _, wk := range group {
-		select {
-		case err := <-wk.published:
-			if err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
+	select {
+	case err := <-wk.published:
+		if err != nil {
+			return err
 		}
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	for _, wk := range group {
-		for i := range wk.b.Alerts {
-			p.m.alerts.WithLabelValues(wk.b.Alerts[i].State).Inc()
-		}
-		p.m.readings.WithLabelValues("stored").Add(float64(len(wk.b.Readings)))
+	for i := range wk.b.Alerts {
+		p.m.alerts.WithLabelValues(wk.b.Alerts[i].State).Inc()
 	}
+	p.m.readings.WithLabelValues("stored").Add(float64(len(wk.b.Readings)))
 	return nil
-}
-
-// queued is how many detected batches may wait for the store.
-const queued = 16
-
-// moreWaiting adds to group the batches already waiting in ready, in order,
-// while the group holds at most -processor.batch-size readings and does
-// not end in a checkpoint (whose state is written once everything before
-// it is stored). A batch taken that does not fit is returned as carry, to
-// start the next group.
-func (p *Processor) moreWaiting(ready <-chan *work, group []*work) (_ []*work, carry *work) {
-	n := 0
-	for _, wk := range group {
-		n += len(wk.b.Readings)
-	}
-	for !group[len(group)-1].checkpoint {
-		var wk *work
-		select {
-		case wk = <-ready:
-		default:
-		}
-		if wk == nil { // nothing waiting, or ready closed
-			return group, nil
-		}
-		if n+len(wk.b.Readings) > p.cfg.BatchSize {
-			return group, wk
-		}
-		group = append(group, wk)
-		n += len(wk.b.Readings)
-	}
-	return group, nil
 }
 
 // deadLetter wraps a message the processor cannot read. The bridge only
