@@ -354,6 +354,25 @@ func TestOffSlotIsCorrectedAfterItsAlert(t *testing.T) {
 	}
 }
 
+// A sensor whose consecutive readings are correlated (a vibration RMS, a
+// flow that wanders for a few seconds) raises nothing in normal operation:
+// the short-run average of its scores is judged against its own spread,
+// which such a series widens, not against the spread independent readings
+// would give it.
+func TestCorrelatedNoiseRaisesNothing(t *testing.T) {
+	for seed := range uint64(5) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		v := make([]float64, 20000)
+		x := 0.0
+		for i := range v {
+			x = 0.9*x + rng.NormFloat64()*0.3
+			v[i] = 10 + x
+		}
+		a := opened(feed(DefaultConfig(), v))
+		require.Empty(t, a, "seed %d", seed)
+	}
+}
+
 // A smooth daily swing, once its profile is in use, raises nothing: not
 // even at the edges between two 15-minute slots, where the profile's
 // offset jumps by more than the noise while the value does not.

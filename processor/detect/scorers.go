@@ -203,7 +203,12 @@ func (s *Series) likelihood(cfg *Config, f Finding, t int64) Finding {
 	prevK := int(s.tailK)
 	s.tailK = int8(k + 1)
 	s.lshort += shortAlpha * (raw - s.lshort)
-	zs := (s.lshort - s.lmean) / math.Sqrt((s.lvar+likelihoodFloor)*shortAlpha/(2-shortAlpha))
+	ds := s.lshort - s.lmean
+	// The short-run average against its own spread, learned like the raw
+	// score's: consecutive readings of a real sensor are correlated, so the
+	// average spreads far wider than the raw score's spread·√(α/(2-α))
+	// that independent readings would give it.
+	zs := ds / math.Sqrt(s.lsvar+likelihoodFloor*shortAlpha/(2-shortAlpha))
 	l = math.Max(l, tailL(zs))
 	if k >= habitEdge && k >= prevK { // the onset of an excursion past habitEdge
 		if s.habitual(t, k) {
@@ -218,6 +223,7 @@ func (s *Series) likelihood(cfg *Config, f Finding, t int64) Finding {
 	a := math.Max(1/float64(s.n+1), likelihoodAlpha)
 	s.lmean += a * d
 	s.lvar = (1 - a) * (s.lvar + a*d*d)
+	s.lsvar = (1 - a) * (s.lsvar + a*ds*ds)
 	if s.n < 2 {
 		f.Score = 0
 		return f

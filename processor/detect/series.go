@@ -34,6 +34,7 @@ type Series struct {
 	// Anomaly likelihood: long-run level and spread of the raw z-score.
 	lmean, lvar float64
 	lshort      float64                 // the raw score's short-run average
+	lsvar       float64                 // its spread around the long-run level (EWMA of squares)
 	run         int32                   // identical consecutive values, including the last
 	out         int32                   // consecutive values beyond the clip bound: + above, - below
 	maxRun      int32                   // longest run of one value seen so far
