@@ -11,7 +11,7 @@ import (
 // alertState is the open alert of a series, if any.
 type alertState struct {
 	open      bool
-	fall      bool // a burst alert: the series fell
+	fall      bool // a burst alert: the series fell; a spread alert: it narrowed
 	below     int32
 	startedAt time.Time
 	id        string
@@ -68,7 +68,7 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 			sev = sensor.SeverityCritical
 		}
 		*a = alertState{open: true, startedAt: r.TS, id: sensor.AlertID(r.DeviceID, metric, r.TS),
-			kind: f.Kind, fall: f.Kind == KindBurst && f.dev < 0, severity: sev, low: f.Low, high: f.High, peak: f.Score}
+			kind: f.Kind, fall: (f.Kind == KindBurst || f.Kind == KindSpread) && f.dev < 0, severity: sev, low: f.Low, high: f.High, peak: f.Score}
 		var muted bool
 		if out, muted = d.spend(s, r, out); muted {
 			a.muted = true
@@ -190,6 +190,12 @@ func (d *Detector) event(a *alertState, r *sensor.Reading, metric string, v, sco
 				move = "fall"
 			}
 			ev.Message = fmt.Sprintf("%s %s: a sustained %s to %g, larger than all but one the series has made", r.DeviceID, metric, move, v)
+		case KindSpread:
+			move := "wider"
+			if a.fall {
+				move = "narrower"
+			}
+			ev.Message = fmt.Sprintf("%s %s: its values swing %s around their level than usual (now %g)", r.DeviceID, metric, move, v)
 		case KindGap:
 			ev.Message = fmt.Sprintf("%s %s: readings resumed after a gap of more than %d usual intervals, and %d of its usual silences", r.DeviceID, metric, gapFactor, gapFactor)
 		}

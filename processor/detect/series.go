@@ -33,30 +33,35 @@ type Series struct {
 	dvar float64 // spread of the change from one reading to the next (EWMA of squares)
 	// Anomaly likelihood: long-run level and spread of the raw z-score.
 	lmean, lvar float64
-	lshort      float64                 // the raw score's short-run average
-	lsvar       float64                 // its spread around the long-run level (EWMA of squares)
-	run         int32                   // identical consecutive values, including the last
-	out         int32                   // consecutive values beyond the clip bound: + above, - below
-	maxRun      int32                   // longest run of one value seen so far
-	quiet       int32                   // readings left in the refractory period after a detection
-	lastTS      int64                   // time of the last reading, Unix nanoseconds
-	cadence     float64                 // usual time between readings, seconds (EWMA)
-	long        float32                 // the long interval, seconds: only one in a hundred is longer
-	stuckVal    float64                 // the value of the last stuck alert
-	stuckRun    bool                    // the current run made a stuck alert
-	stuckSeen   bool                    // stuckVal is set
-	moved       bool                    // the series ever changed value (a constant series is not "stuck")
-	shifted     bool                    // the last update restarted the baseline at a new level
-	hasPrev     bool                    // prevLevel is set
-	prevLevel   float64                 // the level before the last restart
-	tail        [len(tailEdges)]float32 // how often the raw z reached each edge
-	tailK       int8                    // 1 + the highest edge the previous raw z reached (0: none)
-	onsetI      int8                    // where the next onset goes in onsets
-	onsets      [6]onset                // the last large excursions, for daily habits
-	alert       alertState
-	budget      *budget // the device's, shared by its series; nil without a ceiling
-	season      season
-	extremes    extremes
+	lshort      float64 // the raw score's short-run average
+	lsvar       float64 // its spread around the long-run level (EWMA of squares)
+	// Spread change (spread.go): the short-run mean of z and of its clipped
+	// square around it, the long-run mean and variance of the latter's log,
+	// and whether it may detect.
+	v2z, v2, v2m, v2v float32
+	v2armed           bool
+	run               int32                   // identical consecutive values, including the last
+	out               int32                   // consecutive values beyond the clip bound: + above, - below
+	maxRun            int32                   // longest run of one value seen so far
+	quiet             int32                   // readings left in the refractory period after a detection
+	lastTS            int64                   // time of the last reading, Unix nanoseconds
+	cadence           float64                 // usual time between readings, seconds (EWMA)
+	long              float32                 // the long interval, seconds: only one in a hundred is longer
+	stuckVal          float64                 // the value of the last stuck alert
+	stuckRun          bool                    // the current run made a stuck alert
+	stuckSeen         bool                    // stuckVal is set
+	moved             bool                    // the series ever changed value (a constant series is not "stuck")
+	shifted           bool                    // the last update restarted the baseline at a new level
+	hasPrev           bool                    // prevLevel is set
+	prevLevel         float64                 // the level before the last restart
+	tail              [len(tailEdges)]float32 // how often the raw z reached each edge
+	tailK             int8                    // 1 + the highest edge the previous raw z reached (0: none)
+	onsetI            int8                    // where the next onset goes in onsets
+	onsets            [6]onset                // the last large excursions, for daily habits
+	alert             alertState
+	budget            *budget // the device's, shared by its series; nil without a ceiling
+	season            season
+	extremes          extremes
 	// The device scorer's reference baseline (see device.go).
 	rn          int64
 	rmean, rvar float64
@@ -83,6 +88,11 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 	off := s.season.offset(slot)
 	x := v - off // the value without the usual deviation of its time of day
 	if f := s.likelihood(cfg, s.zscore(cfg, v, x), t); f.Score > best.Score {
+		f.Low += off
+		f.High += off
+		best = f
+	}
+	if f := s.spreadChange(cfg, v, x); f.Score > best.Score {
 		f.Low += off
 		f.High += off
 		best = f

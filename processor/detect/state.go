@@ -17,7 +17,7 @@ import (
 // keeps (a field added, removed or read differently): RestoreDevice
 // refuses a state of another version with ErrStateVersion, and the caller
 // discards it, so an older state is never misread.
-const StateVersion = 3
+const StateVersion = 4
 
 // ErrStateVersion: the state was written by another detector version.
 var ErrStateVersion = errors.New("detector state of another version")
@@ -153,7 +153,7 @@ func (s *Series) state(c codec) {
 	c.f64(&s.cadence)
 	c.f32(&s.long)
 	c.f64(&s.stuckVal)
-	for _, f := range []*bool{&s.stuckRun, &s.stuckSeen, &s.moved, &s.shifted, &s.hasPrev} {
+	for _, f := range []*bool{&s.stuckRun, &s.stuckSeen, &s.moved, &s.shifted, &s.hasPrev, &s.v2armed} {
 		c.flag(f)
 	}
 	c.f64(&s.prevLevel)
@@ -174,6 +174,9 @@ func (s *Series) state(c codec) {
 	c.f64(&s.rvar)
 	c.f32(&s.rz)
 	c.f32(&s.ev)
+	for _, f := range []*float32{&s.v2z, &s.v2, &s.v2m, &s.v2v} {
+		c.f32(f)
+	}
 }
 
 // state lists the fields of a device's multivariate record.

@@ -158,7 +158,7 @@ func TestStateRoundTripKeepsEveryField(t *testing.T) {
 	}
 }
 
-// The fields a series keeps, as StateVersion 3 encodes them. A change to
+// The fields a series keeps, as StateVersion 4 encodes them. A change to
 // the structs fails here: list the field in the state methods, bump
 // StateVersion, and update this list.
 func TestStateCoversTheSeriesLayout(t *testing.T) {
@@ -181,7 +181,7 @@ func TestStateCoversTheSeriesLayout(t *testing.T) {
 		"device":     fields(device{}),
 	}
 	want := map[string]string{
-		"Series":     "cfg *detect.Config, n int64, mean float64, varc float64, last float64, raw float64, dvar float64, lmean float64, lvar float64, lshort float64, lsvar float64, run int32, out int32, maxRun int32, quiet int32, lastTS int64, cadence float64, long float32, stuckVal float64, stuckRun bool, stuckSeen bool, moved bool, shifted bool, hasPrev bool, prevLevel float64, tail [8]float32, tailK int8, onsetI int8, onsets [6]detect.onset, alert detect.alertState, budget *detect.budget, season detect.season, extremes detect.extremes, rn int64, rmean float64, rvar float64, rz float32, ev float32",
+		"Series":     "cfg *detect.Config, n int64, mean float64, varc float64, last float64, raw float64, dvar float64, lmean float64, lvar float64, lshort float64, lsvar float64, v2z float32, v2 float32, v2m float32, v2v float32, v2armed bool, run int32, out int32, maxRun int32, quiet int32, lastTS int64, cadence float64, long float32, stuckVal float64, stuckRun bool, stuckSeen bool, moved bool, shifted bool, hasPrev bool, prevLevel float64, tail [8]float32, tailK int8, onsetI int8, onsets [6]detect.onset, alert detect.alertState, budget *detect.budget, season detect.season, extremes detect.extremes, rn int64, rmean float64, rvar float64, rz float32, ev float32",
 		"device":     "set uint64, n int64, lmean float64, lvar float64, last float64, alert detect.alertState, contributors []sensor.Contributor, other int32",
 		"alertState": "open bool, fall bool, below int32, startedAt time.Time, id string, kind string, severity string, low float64, high float64, peak float64, quietSince int64, quietV float64, muted bool",
 		"season":     "slot [96]float32, known [2]uint64, nknown int32, last float32, on bool, first int64, ref float64, sum float64, varRaw float64, varDeso float64, level float64, nlevel int64, hold int64",
