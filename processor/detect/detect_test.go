@@ -3,6 +3,7 @@ package detect
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -427,6 +428,48 @@ func TestSpreadChange(t *testing.T) {
 				require.Contains(t, a[0].Message, move, "%s, seed %d", c.name, seed)
 			}
 		}
+	}
+}
+
+// A series with a beat (a tank that fills for 200 s and empties at once)
+// alerts on its first few beats, then not while the beat holds; a beat that
+// changes, or a spike off the beat, still raises an alert.
+func TestRhythmIsLearned(t *testing.T) {
+	saw := func(seed uint64, period func(i int) int, spike int) []float64 {
+		rng := rand.New(rand.NewPCG(seed, 3))
+		v := make([]float64, 4000)
+		for i := range v {
+			p := period(i)
+			v[i] = 10*float64(i%p)/float64(p) + rng.NormFloat64()*0.1
+			if i == spike {
+				v[i] += 30
+			}
+		}
+		return v
+	}
+	at := func(a sensor.Alert) int { return int(a.StartedAt.Sub(t0).Seconds()) }
+	steady := func(int) int { return 200 }
+	for seed := range uint64(5) {
+		a := opened(feed(DefaultConfig(), saw(seed, steady, -1)))
+		late := 0
+		for _, e := range a {
+			if at(e) >= 1000 {
+				late++
+			}
+		}
+		require.Zero(t, late, "seed %d: the beat is learned within five beats: %v", seed, a)
+
+		faster := func(i int) int {
+			if i >= 3000 {
+				return 100
+			}
+			return 200
+		}
+		a = opened(feed(DefaultConfig(), saw(seed, faster, -1)))
+		require.True(t, slices.ContainsFunc(a, func(e sensor.Alert) bool { return at(e) >= 3000 && at(e) < 3300 }), "seed %d: a new beat is an anomaly: %v", seed, a)
+
+		a = opened(feed(DefaultConfig(), saw(seed, steady, 3050)))
+		require.True(t, slices.ContainsFunc(a, func(e sensor.Alert) bool { return at(e) == 3050 }), "seed %d: a spike off the beat is an anomaly: %v", seed, a)
 	}
 }
 

@@ -211,13 +211,13 @@ func (s *Series) likelihood(cfg *Config, f Finding, t int64) Finding {
 	zs := ds / math.Sqrt(s.lsvar+likelihoodFloor*shortAlpha/(2-shortAlpha))
 	l = math.Max(l, tailL(zs))
 	if k >= habitEdge && k >= prevK { // the onset of an excursion past habitEdge
-		if s.habitual(t, k) {
-			// A daily habit: no detection, and the rest that follows one,
+		if s.habitual(t, k) || s.rhythmic(t, k) {
+			// A daily habit or a rhythm: no detection, and the rest that follows one,
 			// so the return to the usual level does not score either.
 			l = 0
 			s.quiet = max(s.quiet, refractory+1)
 		}
-		s.onsets[s.onsetI] = onset{minute: int32(t / 60e9), edge: int8(k)}
+		s.onsets[s.onsetI] = onset{sec: uint32(t / 1e9), edge: int8(k)}
 		s.onsetI = (s.onsetI + 1) % int8(len(s.onsets))
 	}
 	a := math.Max(1/float64(s.n+1), likelihoodAlpha)
@@ -252,21 +252,21 @@ const (
 	habitSpan  = 4 * 24 * 60 // minutes back that count
 )
 
-// onset is one remembered excursion: its minute (Unix time) and its
+// onset is one remembered excursion: its time (Unix seconds) and its
 // highest edge.
 type onset struct {
-	minute int32
-	edge   int8
+	sec  uint32
+	edge int8
 }
 
 // habitual reports whether an excursion reaching edge k at t repeats
 // earlier ones at the same time of day.
 func (s *Series) habitual(t int64, k int) bool {
-	now := int32(t / 60e9)
+	now := int64(t / 1e9)
 	n := 0
 	for _, o := range s.onsets {
-		lag := now - o.minute
-		if o.minute == 0 || int(o.edge) < k-1 || lag < 24*60-habitSlack || lag > habitSpan {
+		lag := (now - int64(o.sec)) / 60
+		if o.sec == 0 || int(o.edge) < k-1 || lag < 24*60-habitSlack || lag > habitSpan {
 			continue
 		}
 		if m := lag % (24 * 60); m <= habitSlack || 24*60-m <= habitSlack {
@@ -274,6 +274,48 @@ func (s *Series) habitual(t int64, k int) bool {
 		}
 	}
 	return n >= habitDays
+}
+
+// Rhythms: an excursion that follows the series' last rhythmOnsets large
+// ones (each as large as the next edge below or larger) at the interval
+// they kept, within rhythmTol of it, is the series' rhythm (a tank that
+// empties every few minutes, a press that strikes, a batch every hour):
+// it scores 0. An excursion off the beat, a beat that changes, or a larger
+// one still scores as before.
+const (
+	rhythmOnsets = 3   // earlier onsets, evenly spaced, that make a rhythm
+	rhythmTol    = 0.1 // share of the interval by which a beat may be early or late
+)
+
+// rhythmic reports whether an excursion reaching edge k at t keeps the
+// beat of the earlier ones.
+func (s *Series) rhythmic(t int64, k int) bool {
+	var at [rhythmOnsets + 1]int64
+	at[0] = t / 1e9
+	n := 0
+	for j := 1; j <= len(s.onsets) && n < rhythmOnsets; j++ { // newest first
+		o := s.onsets[(int(s.onsetI)-j+len(s.onsets))%len(s.onsets)]
+		if o.sec == 0 {
+			break
+		}
+		if int(o.edge) >= k-1 {
+			n++
+			at[n] = int64(o.sec)
+		}
+	}
+	if n < rhythmOnsets {
+		return false
+	}
+	beat := float64(at[0]-at[n]) / float64(n)
+	if beat <= 0 {
+		return false
+	}
+	for i := range n {
+		if math.Abs(float64(at[i]-at[i+1])-beat) > rhythmTol*beat {
+			return false
+		}
+	}
+	return true
 }
 
 // tailL is -log10 of the one-sided Gaussian tail probability of z (0 for

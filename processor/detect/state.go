@@ -163,7 +163,12 @@ func (s *Series) state(c codec) {
 	c.i8(&s.tailK)
 	c.i8(&s.onsetI)
 	for i := range s.onsets {
-		c.i32(&s.onsets[i].minute)
+		sec := int64(s.onsets[i].sec)
+		c.i64(&sec)
+		if sec != int64(uint32(sec)) {
+			c.fail("detector state: onset time out of range")
+		}
+		s.onsets[i].sec = uint32(sec)
 		c.i8(&s.onsets[i].edge)
 	}
 	s.alert.state(c)

@@ -188,7 +188,7 @@ func TestStateCoversTheSeriesLayout(t *testing.T) {
 		"extremes":   "first int64, lo float64, hi float64, mean float64, mlo float64, mhi float64, quiet2 float64, burst float64, moves [2]detect.excursions, started bool, rest int8",
 		"excursions": "peak float64, top [2]float64, in bool, fired bool",
 		"budget":     "windowEnd time.Time, opened int32, heldBack int32, summaryOpen bool, summaryStart time.Time, summaryID string, site string",
-		"onset":      "minute int32, edge int8",
+		"onset":      "sec uint32, edge int8",
 	}
 	require.Equal(t, want, got, "the series layout changed: encode the new fields in state.go and bump StateVersion (now %d)", StateVersion)
 }
