@@ -158,7 +158,7 @@ func TestStateRoundTripKeepsEveryField(t *testing.T) {
 	}
 }
 
-// The fields a series keeps, as StateVersion 4 encodes them. A change to
+// The fields a series keeps, as StateVersion 5 encodes them. A change to
 // the structs fails here: list the field in the state methods, bump
 // StateVersion, and update this list.
 func TestStateCoversTheSeriesLayout(t *testing.T) {
