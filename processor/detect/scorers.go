@@ -217,8 +217,8 @@ func (s *Series) likelihood(cfg *Config, f Finding, t int64) Finding {
 			l = 0
 			s.quiet = max(s.quiet, refractory+1)
 		}
-		s.onsets[s.onsetI] = onset{sec: uint32(t / 1e9), edge: int8(k)}
-		s.onsetI = (s.onsetI + 1) % int8(len(s.onsets))
+		s.onsetSec[s.onsetI], s.onsetEdge[s.onsetI] = uint32(t/1e9), int8(k)
+		s.onsetI = (s.onsetI + 1) % onsetsKept
 	}
 	a := math.Max(1/float64(s.n+1), likelihoodAlpha)
 	s.lmean += a * d
@@ -252,21 +252,17 @@ const (
 	habitSpan  = 4 * 24 * 60 // minutes back that count
 )
 
-// onset is one remembered excursion: its time (Unix seconds) and its
-// highest edge.
-type onset struct {
-	sec  uint32
-	edge int8
-}
+// onsetsKept is how many large excursions a series remembers.
+const onsetsKept = 6
 
 // habitual reports whether an excursion reaching edge k at t repeats
 // earlier ones at the same time of day.
 func (s *Series) habitual(t int64, k int) bool {
 	now := int64(t / 1e9)
 	n := 0
-	for _, o := range s.onsets {
-		lag := (now - int64(o.sec)) / 60
-		if o.sec == 0 || int(o.edge) < k-1 || lag < 24*60-habitSlack || lag > habitSpan {
+	for i, sec := range s.onsetSec {
+		lag := (now - int64(sec)) / 60
+		if sec == 0 || int(s.onsetEdge[i]) < k-1 || lag < 24*60-habitSlack || lag > habitSpan {
 			continue
 		}
 		if m := lag % (24 * 60); m <= habitSlack || 24*60-m <= habitSlack {
@@ -293,14 +289,14 @@ func (s *Series) rhythmic(t int64, k int) bool {
 	var at [rhythmOnsets + 1]int64
 	at[0] = t / 1e9
 	n := 0
-	for j := 1; j <= len(s.onsets) && n < rhythmOnsets; j++ { // newest first
-		o := s.onsets[(int(s.onsetI)-j+len(s.onsets))%len(s.onsets)]
-		if o.sec == 0 {
+	for j := 1; j <= onsetsKept && n < rhythmOnsets; j++ { // newest first
+		i := (int(s.onsetI) - j + onsetsKept) % onsetsKept
+		if s.onsetSec[i] == 0 {
 			break
 		}
-		if int(o.edge) >= k-1 {
+		if int(s.onsetEdge[i]) >= k-1 {
 			n++
-			at[n] = int64(o.sec)
+			at[n] = int64(s.onsetSec[i])
 		}
 	}
 	if n < rhythmOnsets {

@@ -24,6 +24,8 @@ const varClip = 3
 // Series is the state of one (device, metric) series: about 1,000 bytes
 // with its open alert, daily profile and extremes.
 type Series struct {
+	// Fields are grouped by size (8, 4, then 1 byte) so the struct has
+	// little padding: it stays within the allocator's 1,024-byte class.
 	cfg  *Config // shared: the detector's, or one made by rules
 	n    int64
 	mean float64 // robust level (EWMA of winsorized values)
@@ -35,38 +37,39 @@ type Series struct {
 	lmean, lvar float64
 	lshort      float64 // the raw score's short-run average
 	lsvar       float64 // its spread around the long-run level (EWMA of squares)
+	lastTS      int64   // time of the last reading, Unix nanoseconds
+	cadence     float64 // usual time between readings, seconds (EWMA)
+	stuckVal    float64 // the value of the last stuck alert
+	prevLevel   float64 // the level before the last restart
+	alert       alertState
+	budget      *budget // the device's, shared by its series; nil without a ceiling
+	season      season
+	extremes    extremes
+	// The device scorer's reference baseline (see device.go).
+	rn          int64
+	rmean, rvar float64
 	// Spread change (spread.go): the short-run mean of z and of its clipped
 	// square around it, the long-run mean and variance of the latter's log,
-	// and whether it may detect.
+	// and whether it may detect (v2armed).
 	v2z, v2, v2m, v2v float32
-	v2armed           bool
 	run               int32                   // identical consecutive values, including the last
 	out               int32                   // consecutive values beyond the clip bound: + above, - below
 	maxRun            int32                   // longest run of one value seen so far
 	quiet             int32                   // readings left in the refractory period after a detection
-	lastTS            int64                   // time of the last reading, Unix nanoseconds
-	cadence           float64                 // usual time between readings, seconds (EWMA)
 	long              float32                 // the long interval, seconds: only one in a hundred is longer
-	stuckVal          float64                 // the value of the last stuck alert
-	stuckRun          bool                    // the current run made a stuck alert
-	stuckSeen         bool                    // stuckVal is set
-	moved             bool                    // the series ever changed value (a constant series is not "stuck")
-	shifted           bool                    // the last update restarted the baseline at a new level
-	hasPrev           bool                    // prevLevel is set
-	prevLevel         float64                 // the level before the last restart
+	rz                float32                 // the device scorer's: the last value's deviation from the reference, in spreads
+	ev                float32                 // the device scorer's: short average of its squared deviation, clipped
 	tail              [len(tailEdges)]float32 // how often the raw z reached each edge
-	tailK             int8                    // 1 + the highest edge the previous raw z reached (0: none)
-	onsetI            int8                    // where the next onset goes in onsets
-	onsets            [6]onset                // the last large excursions, for daily habits
-	alert             alertState
-	budget            *budget // the device's, shared by its series; nil without a ceiling
-	season            season
-	extremes          extremes
-	// The device scorer's reference baseline (see device.go).
-	rn          int64
-	rmean, rvar float64
-	rz          float32 // the last value's deviation from the reference, in spreads
-	ev          float32 // short average of its squared deviation, clipped
+	onsetSec          [onsetsKept]uint32      // the last large excursions (Unix seconds), for daily habits and rhythms
+	v2armed           bool
+	stuckRun          bool             // the current run made a stuck alert
+	stuckSeen         bool             // stuckVal is set
+	moved             bool             // the series ever changed value (a constant series is not "stuck")
+	shifted           bool             // the last update restarted the baseline at a new level
+	hasPrev           bool             // prevLevel is set
+	tailK             int8             // 1 + the highest edge the previous raw z reached (0: none)
+	onsetI            int8             // where the next onset goes in onsetSec and onsetEdge
+	onsetEdge         [onsetsKept]int8 // their highest edges
 }
 
 // Observe updates the series with value v at ts and returns the strongest

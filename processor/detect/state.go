@@ -162,14 +162,14 @@ func (s *Series) state(c codec) {
 	}
 	c.i8(&s.tailK)
 	c.i8(&s.onsetI)
-	for i := range s.onsets {
-		sec := int64(s.onsets[i].sec)
+	for i := range s.onsetSec {
+		sec := int64(s.onsetSec[i])
 		c.i64(&sec)
 		if sec != int64(uint32(sec)) {
 			c.fail("detector state: onset time out of range")
 		}
-		s.onsets[i].sec = uint32(sec)
-		c.i8(&s.onsets[i].edge)
+		s.onsetSec[i] = uint32(sec)
+		c.i8(&s.onsetEdge[i])
 	}
 	s.alert.state(c)
 	s.season.state(c)
@@ -390,7 +390,7 @@ func (d *Detector) RestoreDevice(device string, state []byte) (int, error) {
 		if dec.err != nil {
 			return 0, dec.err
 		}
-		if s.onsetI < 0 || int(s.onsetI) >= len(s.onsets) {
+		if s.onsetI < 0 || int(s.onsetI) >= onsetsKept {
 			return 0, errors.New("detector state: onset index out of range")
 		}
 		s.cfg = d.forSeries(device, site, metric)
