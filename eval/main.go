@@ -41,6 +41,7 @@ func main() {
 	skab := flag.String("skab", "../shared/skab", "SKAB root (valve1/, anomaly-free/): each file replayed as one device (empty: skip).")
 	report := flag.String("report", "", "Also write every figure, with the date and commit, to this Markdown file (make eval: eval/RESULTS.md); includes live.json from -out when the live run wrote one.")
 	seeds := flag.String("fleet-seeds", "11,23,42,7,99", "Seeds of the simulated fleets played offline through the detector (empty: none).")
+	synth := flag.Bool("shapes", true, "Play synthetic series of several shapes (daily cycle, random walk, machine rhythm, on/off, saw-tooth, trend), each with each kind of fault, through the detector.")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./eval [flags]\n\nScores the live detector on NAB through `sensorflow replay`, then on simulated fleets\nplayed offline (precision and recall against the simulator's ground truth).\n\n")
 		flag.PrintDefaults()
@@ -69,6 +70,9 @@ func main() {
 	}
 	if err == nil && len(seedList) > 0 {
 		err = evalFleets(seedList, *out)
+	}
+	if err == nil && *synth {
+		err = evalShapes(*out)
 	}
 	if err == nil && *report != "" {
 		err = writeReport(*report, *out, time.Now())
