@@ -78,6 +78,12 @@ func TestWriteReport(t *testing.T) {
 	b, err = os.ReadFile(out)
 	require.NoError(t, err)
 	require.Contains(t, string(b), "Live pipeline")
+	require.NotContains(t, string(b), "Synthetic shapes", "no shapes section without shapes.txt")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "shapes.txt"), []byte("all: 1 of 1 faults found\n"), 0o644))
+	require.NoError(t, writeReport(out, dir, now))
+	b, err = os.ReadFile(out)
+	require.NoError(t, err)
+	require.Contains(t, string(b), "```\nall: 1 of 1 faults found\n```")
 
 	require.NoError(t, os.Remove(filepath.Join(dir, "nab.txt")))
 	require.Error(t, writeReport(out, dir, now), "a missing report is an error")
@@ -105,4 +111,17 @@ func TestScoreSKABRun(t *testing.T) {
 
 	_, err = scoreSKABRun("x", []byte(free), []byte("timestamp,alert\nx,0\n"))
 	require.ErrorContains(t, err, "1 rows replayed for 2")
+}
+
+// Each synthetic fault is where it was put: a spike on a daily cycle opens
+// an alert at its reading, and the same series without it raises none
+// past the warm-up.
+func TestPlayShape(t *testing.T) {
+	daily := shapes[0]
+	require.Equal(t, "daily cycle", daily.name)
+	start := 3*1440 + 100
+	require.Contains(t, playShape(daily, "spike", start, 1, 1), start)
+	for _, o := range playShape(daily, "", 0, 0, 1) {
+		require.Less(t, o, shapeWarm)
+	}
 }
