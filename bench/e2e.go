@@ -209,35 +209,9 @@ func (b *bench) endToEndAt(ctx context.Context, rate, devices int) error {
 			now.UTC().Format(time.RFC3339Nano), step, strconv.FormatFloat(v, 'f', 3, 64), strconv.FormatFloat(45+float64(i%89)/100, 'f', 2, 64))
 		return fmt.Sprintf("%s/site-%d/%s/telemetry", prefix, d%10, dev), payload
 	}
-	// CPU profiles of both services in the middle of the run, past the
-	// warm-up: where a reading's CPU goes at this rate.
-	profWait := min(warm+5*time.Second, b.cfg.e2eDuration/2)
-	profLen := max(time.Second, min(15*time.Second, b.cfg.e2eDuration-profWait-time.Second))
-	profs := make(chan error, 2)
-	if !b.cfg.e2eProfile {
-		profs <- nil
-		profs <- nil
-	} else {
-		go func() {
-			select {
-			case <-time.After(profWait):
-			case <-ctx.Done():
-				profs <- ctx.Err()
-				profs <- ctx.Err()
-				return
-			}
-			pb := br.Profile(profLen, fmt.Sprintf("%s/profiles/e2e-bridge-%d.cpu.pprof", b.cfg.out, rate))
-			pp := pr.Profile(profLen, fmt.Sprintf("%s/profiles/e2e-processor-%d.cpu.pprof", b.cfg.out, rate))
-			profs <- <-pb
-			profs <- <-pp
-		}()
-	}
+	waitProfiles := b.e2eProfiles(ctx, br, pr, rate, warm)
 	sent, acked, err := pubs.paced(ctx, rate, b.cfg.e2eDuration, next)
-	for range 2 {
-		if perr := <-profs; perr != nil {
-			b.log.Warn("e2e profile", "rate", rate, "err", perr)
-		}
-	}
+	waitProfiles()
 	if err != nil {
 		return fmt.Errorf("publishing: %w", err)
 	}
@@ -301,6 +275,39 @@ func (b *bench) dropKeyspace(keyspace string) {
 		if s, err := cl.CreateSession(); err == nil {
 			_ = s.Query(`DROP KEYSPACE IF EXISTS ` + keyspace).Exec()
 			s.Close()
+		}
+	}
+}
+
+// e2eProfiles, with -e2e.profile, takes CPU profiles of the bridge and the
+// processor in the middle of an end-to-end run, past its warm-up (where a
+// reading's CPU goes at this rate); the returned func waits for them and
+// logs what failed. Without the flag it does nothing.
+func (b *bench) e2eProfiles(ctx context.Context, br, pr *harness.Proc, rate int, warm time.Duration) (wait func()) {
+	if !b.cfg.e2eProfile {
+		return func() {}
+	}
+	at := min(warm+5*time.Second, b.cfg.e2eDuration/2)
+	length := max(time.Second, min(15*time.Second, b.cfg.e2eDuration-at-time.Second))
+	errs := make(chan error, 2)
+	go func() {
+		select {
+		case <-time.After(at):
+		case <-ctx.Done():
+			errs <- ctx.Err()
+			errs <- ctx.Err()
+			return
+		}
+		pb := br.Profile(length, fmt.Sprintf("%s/profiles/e2e-bridge-%d.cpu.pprof", b.cfg.out, rate))
+		pp := pr.Profile(length, fmt.Sprintf("%s/profiles/e2e-processor-%d.cpu.pprof", b.cfg.out, rate))
+		errs <- <-pb
+		errs <- <-pp
+	}()
+	return func() {
+		for range 2 {
+			if err := <-errs; err != nil {
+				b.log.Warn("e2e profile", "rate", rate, "err", err)
+			}
 		}
 	}
 }

@@ -128,7 +128,13 @@ func TestBufIsSizedByTheBacklog(t *testing.T) {
 	got, ok := c.Next(context.Background(), c.Buf())
 	require.True(t, ok)
 	require.Len(t, got, 2000)
-	require.Zero(t, len(c.Buf()))
+	got, _ = c.Next(context.Background(), c.Buf())
+	require.Len(t, got, 2000)
+	require.Equal(t, 101, cap(c.Buf()), "sized by what is left")
+	buf := c.Buf()
+	got, _ = c.Next(context.Background(), buf)
+	require.Len(t, got, 100)
+	require.Same(t, &buf[:1][0], &got[0], "the batch fills the buffer it was given")
 }
 
 func TestDrain(t *testing.T) {
