@@ -399,6 +399,27 @@ func TestSpreadChange(t *testing.T) {
 		}
 	}
 	steady := func(k float64) func(int) float64 { return func(int) float64 { return k } }
+	// A slow trend whose noise changes: the level's spread follows the
+	// noise, so the change must show against the spread's own history.
+	trend := func(noise func(i int) float64) func(rng *rand.Rand) []float64 {
+		return func(rng *rand.Rand) []float64 {
+			v := make([]float64, 4000)
+			for i := range v {
+				v[i] = 20 + 0.002*float64(i) + rng.NormFloat64()*0.3*noise(i)
+			}
+			return v
+		}
+	}
+	// A drift of three spreads over 300 readings, then steady: the level's
+	// spread widened while it lagged the drift, which must not make the
+	// calm after it read as a narrowing. Only the drift itself may alert.
+	drift := func(rng *rand.Rand) []float64 {
+		v := make([]float64, 4000)
+		for i := range v {
+			v[i] = 20 + 0.9*math.Min(1, math.Max(0, float64(i-2000)/300)) + rng.NormFloat64()*0.3
+		}
+		return v
+	}
 	cases := []struct {
 		name   string
 		series func(rng *rand.Rand) []float64
@@ -408,13 +429,20 @@ func TestSpreadChange(t *testing.T) {
 		{"amplitude doubles", rhythm(after(2), steady(0.1)), true, KindSpread},
 		{"amplitude falls to 0.3", rhythm(after(0.3), steady(0.1)), true, KindSpread},
 		{"noise triples", rhythm(steady(0), func(i int) float64 { return 0.3 * after(3)(i) }), true, ""}, // its first large values may be zscore's
+		{"a trend's noise falls to 0.3", trend(after(0.3)), true, KindSpread},
+		{"a trend's noise doubles", trend(after(2)), true, ""},
 		{"steady rhythm", rhythm(steady(1), steady(0.1)), false, ""},
+		{"steady trend", trend(steady(1)), false, ""},
+		{"calm after a drift", drift, false, ""},
 		{"steady noise", rhythm(steady(0), steady(0.3)), false, ""},
 	}
 	for _, c := range cases {
 		for seed := range uint64(5) {
 			a := opened(feed(DefaultConfig(), c.series(rand.New(rand.NewPCG(seed, 3)))))
 			if !c.change {
+				a = slices.DeleteFunc(a, func(e sensor.Alert) bool {
+					return c.name == "calm after a drift" && e.Kind != KindSpread && e.StartedAt.Sub(t0) < 2400*time.Second
+				})
 				require.Empty(t, a, "%s, seed %d", c.name, seed)
 				continue
 			}
@@ -428,6 +456,31 @@ func TestSpreadChange(t *testing.T) {
 				require.Contains(t, a[0].Message, move, "%s, seed %d", c.name, seed)
 			}
 		}
+	}
+}
+
+// A spread alert lasts as long as the change: a rhythm that flattens for
+// ten minutes keeps one alert open for those ten minutes, and its return
+// to the usual swing resolves it without another alert.
+func TestSpreadAlertLastsAsLongAsTheChange(t *testing.T) {
+	for seed := range uint64(5) {
+		rng := rand.New(rand.NewPCG(seed, 3))
+		v := make([]float64, 5000)
+		for i := range v {
+			amp := 1.0
+			if i >= 3000 && i < 3600 {
+				amp = 0.3
+			}
+			v[i] = 10 + amp*math.Sin(2*math.Pi*float64(i)/20) + rng.NormFloat64()*0.1
+		}
+		a := feed(DefaultConfig(), v)
+		require.Len(t, a, 2, "seed %d: one alert, opened and resolved: %v", seed, a)
+		require.Equal(t, KindSpread, a[0].Kind, "seed %d", seed)
+		at := func(e sensor.Alert) float64 { return e.TS.Sub(t0).Seconds() }
+		require.Equal(t, sensor.StateOpen, a[0].State)
+		require.True(t, at(a[0]) >= 3000 && at(a[0]) < 3100, "seed %d: opens at the change, not at %v", seed, at(a[0]))
+		require.Equal(t, sensor.StateResolved, a[1].State)
+		require.True(t, at(a[1]) >= 3600 && at(a[1]) < 3700, "seed %d: resolves when the swing returns, not at %v", seed, at(a[1]))
 	}
 }
 

@@ -48,9 +48,9 @@ type Series struct {
 	// The device scorer's reference baseline (see device.go).
 	rn          int64
 	rmean, rvar float64
-	// Spread change (spread.go): the short-run mean of z and of its clipped
-	// square around it, the long-run mean and variance of the latter's log,
-	// and whether it may detect (v2armed).
+	// Spread change (spread.go): the short-run mean of the distance from
+	// the level and of its clipped square around it, the long-run mean and
+	// variance of the latter's log, and whether it may detect (v2armed).
 	v2z, v2, v2m, v2v float32
 	run               int32                   // identical consecutive values, including the last
 	out               int32                   // consecutive values beyond the clip bound: + above, - below
@@ -95,7 +95,9 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 		f.High += off
 		best = f
 	}
-	if f := s.spreadChange(cfg, v, x); f.Score > best.Score {
+	sp := s.spreadChange(cfg, v, x, t)
+	st.Hold = st.Hold || sp.Hold // an open spread alert lasts as long as the change
+	if f := sp; f.Score > best.Score {
 		f.Low += off
 		f.High += off
 		best = f
@@ -126,6 +128,7 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 		// swing the profile now removes).
 		x = v - s.season.offset(slot)
 		s.mean, s.varc, s.last = s.season.level, s.season.varDeso, x
+		s.restartSpread()
 	}
 	mean, sd := s.mean, s.sd() // the expected range before v, for a shift
 	s.update(cfg, v, x)

@@ -6,53 +6,71 @@ import "math"
 // around their level (a vibration that doubles, a machine rhythm that
 // flattens, noise that grows) while the level itself and each reading stay
 // ordinary. The short-run mean of the squared distance from the short-run
-// mean, in the level's spreads (each reading's clipped at spreadClip, so a
-// spike, which the other scorers report, moves it little), is
-// judged on a log scale against its own long-run mean and spread, learned
-// like the likelihood's (and from values clipped at spreadLearnClip of that
-// spread, so a change does not lift its own bar). One change, one
-// detection: after any detection of the series the scorer waits until the
-// short-run spread is back within one spread of usual.
+// mean, in the series' own units (each reading's clipped at spreadClip
+// level spreads, so a spike, which the other scorers report, moves it
+// little), is judged on a log scale against its own long-run mean and
+// spread. It is measured in units, not in level spreads: the level's
+// spread itself widens during a drift or a shift and would make the calm
+// after it look like a narrowing.
+//
+// The long-run statistics learn from values clipped at spreadLearnClip of
+// the log's spread, and its variance as if they lay only spreadVarClip
+// away, so a lasting change neither lifts its own bar within minutes nor
+// stays unlearned: the long-run mean walks to it. One change, one
+// detection: the alert stays open while the score stays at or above
+// -detect.resolve-score (up to maxHold), and after any detection of the
+// series the scorer waits until the short-run spread is back within one
+// spread of usual.
 const (
-	spreadAlpha     = 0.02 // weight of a new reading in the short-run mean of z² (about 100 readings)
-	spreadClip      = 9    // z² counted at most (3 spreads)
+	spreadAlpha     = 0.02 // weight of a new reading in the short-run mean and spread (about 100 readings)
+	spreadClip      = 9    // squared distance counted at most, in level variances (3 spreads)
 	spreadWarmup    = 300  // readings before the scorer may detect
-	spreadLearnClip = 3    // deviations of the log beyond this many of its spreads count as this many in its long-run statistics
+	spreadLearnClip = 3    // deviations of the log beyond this many of its spreads count as this many in its long-run mean
+	spreadVarClip   = 2    // and as this many in its long-run variance
 	spreadFloor     = 1e-4 // added to the log's variance: a very steady series does not alert on a blip
-	stuckRunSpread  = 2    // a narrowing while the value has repeated this often is left to the stuck scorer
+	spreadRel       = 1e-3 // added to the short-run variance, in level variances: the log of a constant stays finite
+	stuckRunSpread  = 2    // a change while the value has repeated this often is left to the stuck scorer
 )
 
 // KindSpread is the alert kind of the spread-change scorer.
 const KindSpread = "spread"
 
-// spreadChange folds in x (value v less its time of day's offset) and
-// scores the change of the series' spread.
-func (s *Series) spreadChange(cfg *Config, v, x float64) Finding {
+// spreadChange folds in x (value v less its time of day's offset) at t
+// (Unix nanoseconds) and scores the change of the series' spread.
+func (s *Series) spreadChange(cfg *Config, v, x float64, t int64) Finding {
 	if s.n < 2 {
 		return Finding{Kind: KindSpread}
 	}
 	sd := s.sd()
-	z := (x - s.mean) / sd
 	v2, m, vr := float64(s.v2), float64(s.v2m), float64(s.v2v)
 	if v2 == 0 {
-		v2 = 1
+		v2 = sd * sd
 	}
-	// The spread around the short-run mean, not the level: a value that
-	// settles off the level (a small shift, a sensor stuck off its
-	// level) moves the short-run mean, not the spread.
+	// The spread around the short-run mean (kept as a distance from the
+	// level), not around the level: a value that settles off the level
+	// (a small shift, a sensor stuck off its level) moves the short-run
+	// mean, not the spread.
+	dev := x - s.mean
 	zm := float64(s.v2z)
-	zd := z - zm
-	s.v2z = float32(zm + spreadAlpha*(math.Max(-3, math.Min(3, z))-zm))
-	v2 += spreadAlpha * (math.Min(zd*zd, spreadClip) - v2)
-	d := math.Log(v2+1e-3) - m
+	zd := dev - zm
+	s.v2z = float32(zm + spreadAlpha*(math.Max(-3*sd, math.Min(3*sd, dev))-zm))
+	v2 += spreadAlpha * (math.Min(zd*zd, spreadClip*sd*sd) - v2)
+	d := math.Log(v2+spreadRel*sd*sd) - m
 	zv := d / math.Sqrt(vr+spreadFloor)
+	dv := d
 	if s.n > spreadWarmup {
-		if b := spreadLearnClip * math.Sqrt(vr+spreadFloor); math.Abs(d) > b {
-			d = math.Copysign(b, d)
-		}
+		lsd := math.Sqrt(vr + spreadFloor)
+		d = math.Max(-spreadLearnClip*lsd, math.Min(spreadLearnClip*lsd, d))
+		dv = math.Max(-spreadVarClip*lsd, math.Min(spreadVarClip*lsd, d))
 	}
 	a := math.Max(1/float64(s.n), likelihoodAlpha)
-	s.v2, s.v2m, s.v2v = float32(v2), float32(m+a*d), float32((1-a)*(vr+a*d*d))
+	s.v2, s.v2m, s.v2v = float32(v2), float32(m+a*d), float32((1-a)*(vr+a*dv*dv))
+	score := spreadScore(zv)
+	if s.alert.open && s.alert.kind == KindSpread && score >= cfg.ResolveScore && t-s.alert.startedAt.UnixNano() < int64(maxHold) {
+		// The change lasts: its alert stays open.
+		s.v2armed = false
+		return Finding{Kind: KindSpread, Hold: true}
+	}
 	if math.Abs(zv) < 1 {
 		s.v2armed = true // back to its usual spread: the next change may be detected
 	}
@@ -60,16 +78,31 @@ func (s *Series) spreadChange(cfg *Config, v, x float64) Finding {
 		s.v2armed = false // one event, one detection
 		return Finding{Kind: KindSpread}
 	}
-	if !s.v2armed || zv < 0 && s.run >= stuckRunSpread && v == s.raw {
-		// A narrowing while the value repeats itself is a stuck
-		// sensor's, which the stuck scorer names.
+	if !s.v2armed || s.run >= stuckRunSpread && v == s.raw {
+		// A change while the value repeats itself is a stuck sensor's,
+		// which the stuck scorer names (a value stuck off the level
+		// would otherwise read as a wider swing around the short-run
+		// mean).
 		return Finding{Kind: KindSpread}
 	}
-	l := tailL(math.Abs(zv))
-	f := Finding{Score: l / (l + surpriseHalf), Kind: KindSpread, dev: zv, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
+	f := Finding{Score: score, Kind: KindSpread, dev: zv, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
 	if f.Score >= cfg.OpenScore {
 		s.quiet = refractory
 		s.v2armed = false
 	}
 	return f
+}
+
+// spreadScore is the score of the short-run spread's deviation zv, in the
+// log's spreads, from its usual: the likelihood's scale, both ways.
+func spreadScore(zv float64) float64 {
+	l := tailL(math.Abs(zv))
+	return l / (l + surpriseHalf)
+}
+
+// restartSpread starts the short-run spread again from the level's, when
+// the daily profile takes over and values lose their time of day's offset.
+func (s *Series) restartSpread() {
+	vr := s.varc
+	s.v2, s.v2z, s.v2m = float32(vr), 0, float32(math.Log(vr*(1+spreadRel)))
 }

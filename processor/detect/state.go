@@ -17,7 +17,7 @@ import (
 // keeps (a field added, removed or read differently): RestoreDevice
 // refuses a state of another version with ErrStateVersion, and the caller
 // discards it, so an older state is never misread.
-const StateVersion = 5
+const StateVersion = 6
 
 // ErrStateVersion: the state was written by another detector version.
 var ErrStateVersion = errors.New("detector state of another version")
