@@ -12,6 +12,7 @@ import (
 type alertState struct {
 	open      bool
 	fall      bool // a burst alert: the series fell; a spread alert: it narrowed
+	pace      bool // a spread alert of the steps from one reading to the next
 	below     int32
 	startedAt time.Time
 	id        string
@@ -68,7 +69,7 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 			sev = sensor.SeverityCritical
 		}
 		*a = alertState{open: true, startedAt: r.TS, id: sensor.AlertID(r.DeviceID, metric, r.TS),
-			kind: f.Kind, fall: (f.Kind == KindBurst || f.Kind == KindSpread) && f.dev < 0, severity: sev, low: f.Low, high: f.High, peak: f.Score}
+			kind: f.Kind, fall: (f.Kind == KindBurst || f.Kind == KindSpread) && f.dev < 0, pace: f.pace, severity: sev, low: f.Low, high: f.High, peak: f.Score}
 		var muted bool
 		if out, muted = d.spend(s, r, out); muted {
 			a.muted = true
@@ -196,6 +197,10 @@ func (d *Detector) event(a *alertState, r *sensor.Reading, metric string, v, sco
 				move = "narrower"
 			}
 			ev.Message = fmt.Sprintf("%s %s: its values swing %s around their level than usual (now %g)", r.DeviceID, metric, move, v)
+			if a.pace {
+				move = map[bool]string{false: "faster", true: "slower"}[a.fall]
+				ev.Message = fmt.Sprintf("%s %s: its values change %s from one reading to the next than usual (now %g)", r.DeviceID, metric, move, v)
+			}
 		case KindGap:
 			ev.Message = fmt.Sprintf("%s %s: readings resumed after a gap of more than %d usual intervals, and %d of its usual silences", r.DeviceID, metric, gapFactor, gapFactor)
 		}

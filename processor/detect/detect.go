@@ -167,6 +167,7 @@ type Finding struct {
 	Hold bool
 	dev  float64 // signed distance from the level (zscore); for a burst, its short-run mean z
 	step float64 // change from the previous value (zscore only)
+	pace bool    // a spread change of the steps, not of the values around their mean
 }
 
 type seriesKey struct{ device, metric string }

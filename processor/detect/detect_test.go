@@ -4,7 +4,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -410,6 +409,35 @@ func TestSpreadChange(t *testing.T) {
 			return v
 		}
 	}
+	// A rhythm of period 20 that turns to period 10 at the same amplitude:
+	// its values swing as wide as before, but change faster.
+	fast := func(rng *rand.Rand) []float64 {
+		v := make([]float64, 4000)
+		ph := 0.0
+		for i := range v {
+			if i >= at {
+				ph += 2 * math.Pi / 10
+			} else {
+				ph += 2 * math.Pi / 20
+			}
+			v[i] = 10 + math.Sin(ph) + rng.NormFloat64()*0.1
+		}
+		return v
+	}
+	// A level that wanders (a random walk pulled back to 50) read with
+	// noise: its spread around the short-run mean varies with the
+	// wandering, which must not read as a change.
+	wander := func(noise func(i int) float64) func(rng *rand.Rand) []float64 {
+		return func(rng *rand.Rand) []float64 {
+			v := make([]float64, 4000)
+			w := 0.0
+			for i := range v {
+				w += rng.NormFloat64()*0.05 - 0.002*w
+				v[i] = 50 + w + rng.NormFloat64()*0.1*noise(i)
+			}
+			return v
+		}
+	}
 	// A drift of three spreads over 300 readings, then steady: the level's
 	// spread widened while it lagged the drift, which must not make the
 	// calm after it read as a narrowing. Only the drift itself may alert.
@@ -425,16 +453,18 @@ func TestSpreadChange(t *testing.T) {
 		series func(rng *rand.Rand) []float64
 		change bool
 		kind   string // of the first alert, if it matters
+		move   string // in its message
 	}{
-		{"amplitude doubles", rhythm(after(2), steady(0.1)), true, KindSpread},
-		{"amplitude falls to 0.3", rhythm(after(0.3), steady(0.1)), true, KindSpread},
-		{"noise triples", rhythm(steady(0), func(i int) float64 { return 0.3 * after(3)(i) }), true, ""}, // its first large values may be zscore's
-		{"a trend's noise falls to 0.3", trend(after(0.3)), true, KindSpread},
-		{"a trend's noise doubles", trend(after(2)), true, ""},
-		{"steady rhythm", rhythm(steady(1), steady(0.1)), false, ""},
-		{"steady trend", trend(steady(1)), false, ""},
-		{"calm after a drift", drift, false, ""},
-		{"steady noise", rhythm(steady(0), steady(0.3)), false, ""},
+		{"amplitude doubles", rhythm(after(2), steady(0.1)), true, KindSpread, "swing wider"},
+		{"amplitude falls to 0.3", rhythm(after(0.3), steady(0.1)), true, KindSpread, "swing narrower"},
+		{"noise triples", rhythm(steady(0), func(i int) float64 { return 0.3 * after(3)(i) }), true, "", ""}, // its first large values may be zscore's
+		{"a trend's noise falls to 0.3", trend(after(0.3)), true, KindSpread, "narrower"},
+		{"a trend's noise doubles", trend(after(2)), true, "", ""},
+		{"a rhythm's period halves", fast, true, KindSpread, "change faster"},
+		{"steady rhythm", rhythm(steady(1), steady(0.1)), false, "", ""},
+		{"steady trend", trend(steady(1)), false, "", ""},
+		{"steady wandering level", wander(steady(1)), false, "", ""},
+		{"calm after a drift", drift, false, "", ""},
 	}
 	for _, c := range cases {
 		for seed := range uint64(5) {
@@ -452,8 +482,7 @@ func TestSpreadChange(t *testing.T) {
 			require.Less(t, first, at+300, "%s, seed %d: found within 300 readings", c.name, seed)
 			if c.kind != "" {
 				require.Equal(t, c.kind, a[0].Kind, "%s, seed %d", c.name, seed)
-				move := map[bool]string{true: "narrower", false: "wider"}[strings.Contains(c.name, "falls")]
-				require.Contains(t, a[0].Message, move, "%s, seed %d", c.name, seed)
+				require.Contains(t, a[0].Message, c.move, "%s, seed %d", c.name, seed)
 			}
 		}
 	}

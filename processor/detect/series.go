@@ -52,24 +52,27 @@ type Series struct {
 	// the level and of its clipped square around it, the long-run mean and
 	// variance of the latter's log, and whether it may detect (v2armed).
 	v2z, v2, v2m, v2v float32
-	run               int32                   // identical consecutive values, including the last
-	out               int32                   // consecutive values beyond the clip bound: + above, - below
-	maxRun            int32                   // longest run of one value seen so far
-	quiet             int32                   // readings left in the refractory period after a detection
-	long              float32                 // the long interval, seconds: only one in a hundred is longer
-	rz                float32                 // the device scorer's: the last value's deviation from the reference, in spreads
-	ev                float32                 // the device scorer's: short average of its squared deviation, clipped
-	tail              [len(tailEdges)]float32 // how often the raw z reached each edge
-	onsetSec          [onsetsKept]uint32      // the last large excursions (Unix seconds), for daily habits and rhythms
-	v2armed           bool
-	stuckRun          bool             // the current run made a stuck alert
-	stuckSeen         bool             // stuckVal is set
-	moved             bool             // the series ever changed value (a constant series is not "stuck")
-	shifted           bool             // the last update restarted the baseline at a new level
-	hasPrev           bool             // prevLevel is set
-	tailK             int8             // 1 + the highest edge the previous raw z reached (0: none)
-	onsetI            int8             // where the next onset goes in onsetSec and onsetEdge
-	onsetEdge         [onsetsKept]int8 // their highest edges
+	// The same for the steps from one reading to the next (no short-run
+	// mean: a step's usual value is 0).
+	s2, s2m, s2v float32
+	run          int32                   // identical consecutive values, including the last
+	out          int32                   // consecutive values beyond the clip bound: + above, - below
+	maxRun       int32                   // longest run of one value seen so far
+	quiet        int32                   // readings left in the refractory period after a detection
+	long         float32                 // the long interval, seconds: only one in a hundred is longer
+	rz           float32                 // the device scorer's: the last value's deviation from the reference, in spreads
+	ev           float32                 // the device scorer's: short average of its squared deviation, clipped
+	tail         [len(tailEdges)]float32 // how often the raw z reached each edge
+	onsetSec     [onsetsKept]uint32      // the last large excursions (Unix seconds), for daily habits and rhythms
+	v2armed      bool
+	stuckRun     bool             // the current run made a stuck alert
+	stuckSeen    bool             // stuckVal is set
+	moved        bool             // the series ever changed value (a constant series is not "stuck")
+	shifted      bool             // the last update restarted the baseline at a new level
+	hasPrev      bool             // prevLevel is set
+	tailK        int8             // 1 + the highest edge the previous raw z reached (0: none)
+	onsetI       int8             // where the next onset goes in onsetSec and onsetEdge
+	onsetEdge    [onsetsKept]int8 // their highest edges
 }
 
 // Observe updates the series with value v at ts and returns the strongest

@@ -4,8 +4,9 @@ import "math"
 
 // Spread change: a series whose values start to swing wider or narrower
 // around their level (a vibration that doubles, a machine rhythm that
-// flattens, noise that grows) while the level itself and each reading stay
-// ordinary. The short-run mean of the squared distance from the short-run
+// flattens, noise that grows), or to change faster or slower from one
+// reading to the next (a rhythm whose period halves), while the level
+// itself and each reading stay ordinary. The short-run mean of the squared distance from the short-run
 // mean, in the series' own units (each reading's clipped at spreadClip
 // level spreads, so a spike, which the other scorers report, moves it
 // little), is judged on a log scale against its own long-run mean and
@@ -23,7 +24,7 @@ import "math"
 // spread of usual.
 const (
 	spreadAlpha     = 0.02 // weight of a new reading in the short-run mean and spread (about 100 readings)
-	spreadClip      = 9    // squared distance counted at most, in level variances (3 spreads)
+	spreadClip      = 9    // squared distance (or step) counted at most, in its usual variances (3 spreads)
 	spreadWarmup    = 300  // readings before the scorer may detect
 	spreadLearnClip = 3    // deviations of the log beyond this many of its spreads count as this many in its long-run mean
 	spreadVarClip   = 2    // and as this many in its long-run variance
@@ -36,16 +37,17 @@ const (
 const KindSpread = "spread"
 
 // spreadChange folds in x (value v less its time of day's offset) at t
-// (Unix nanoseconds) and scores the change of the series' spread.
+// (Unix nanoseconds) and scores the change of the series' spread: of its
+// values around their short-run mean, and of its steps from one reading to
+// the next (a rhythm that speeds up or slows down at the same amplitude, a
+// wandering series whose noise changes). Each is judged on its own; the
+// larger deviation speaks.
 func (s *Series) spreadChange(cfg *Config, v, x float64, t int64) Finding {
 	if s.n < 2 {
 		return Finding{Kind: KindSpread}
 	}
 	sd := s.sd()
-	v2, m, vr := float64(s.v2), float64(s.v2m), float64(s.v2v)
-	if v2 == 0 {
-		v2 = sd * sd
-	}
+	a := math.Max(1/float64(s.n), likelihoodAlpha)
 	// The spread around the short-run mean (kept as a distance from the
 	// level), not around the level: a value that settles off the level
 	// (a small shift, a sensor stuck off its level) moves the short-run
@@ -54,17 +56,14 @@ func (s *Series) spreadChange(cfg *Config, v, x float64, t int64) Finding {
 	zm := float64(s.v2z)
 	zd := dev - zm
 	s.v2z = float32(zm + spreadAlpha*(math.Max(-3*sd, math.Min(3*sd, dev))-zm))
-	v2 += spreadAlpha * (math.Min(zd*zd, spreadClip*sd*sd) - v2)
-	d := math.Log(v2+spreadRel*sd*sd) - m
-	zv := d / math.Sqrt(vr+spreadFloor)
-	dv := d
-	if s.n > spreadWarmup {
-		lsd := math.Sqrt(vr + spreadFloor)
-		d = math.Max(-spreadLearnClip*lsd, math.Min(spreadLearnClip*lsd, d))
-		dv = math.Max(-spreadVarClip*lsd, math.Min(spreadVarClip*lsd, d))
+	zv := s.spreadStat(&s.v2, &s.v2m, &s.v2v, zd, sd*sd, a)
+	// The steps, clipped at 3 of their usual spread.
+	ssd := math.Max(math.Sqrt(s.dvar), 1e-9+1e-6*math.Abs(s.mean))
+	zs := s.spreadStat(&s.s2, &s.s2m, &s.s2v, s.step(v, x), ssd*ssd, a)
+	pace := math.Abs(zs) > math.Abs(zv)
+	if pace {
+		zv = zs
 	}
-	a := math.Max(1/float64(s.n), likelihoodAlpha)
-	s.v2, s.v2m, s.v2v = float32(v2), float32(m+a*d), float32((1-a)*(vr+a*dv*dv))
 	score := spreadScore(zv)
 	if s.alert.open && s.alert.kind == KindSpread && score >= cfg.ResolveScore && t-s.alert.startedAt.UnixNano() < int64(maxHold) {
 		// The change lasts: its alert stays open.
@@ -72,7 +71,7 @@ func (s *Series) spreadChange(cfg *Config, v, x float64, t int64) Finding {
 		return Finding{Kind: KindSpread, Hold: true}
 	}
 	if math.Abs(zv) < 1 {
-		s.v2armed = true // back to its usual spread: the next change may be detected
+		s.v2armed = true // both back to usual: the next change may be detected
 	}
 	if s.n <= spreadWarmup || s.quiet > 0 || s.alert.open {
 		s.v2armed = false // one event, one detection
@@ -85,12 +84,34 @@ func (s *Series) spreadChange(cfg *Config, v, x float64, t int64) Finding {
 		// mean).
 		return Finding{Kind: KindSpread}
 	}
-	f := Finding{Score: score, Kind: KindSpread, dev: zv, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
+	f := Finding{Score: score, Kind: KindSpread, dev: zv, pace: pace, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
 	if f.Score >= cfg.OpenScore {
 		s.quiet = refractory
 		s.v2armed = false
 	}
 	return f
+}
+
+// spreadStat folds deviation e (usual variance u) into one spread
+// statistic: its short-run mean of squares *cur, and the long-run mean *m
+// and variance *vr of that mean's log, learned with weight a. It returns
+// the log's deviation from its long-run mean, in its spreads.
+func (s *Series) spreadStat(cur, m, vr *float32, e, u, a float64) float64 {
+	c, lm, lv := float64(*cur), float64(*m), float64(*vr)
+	if c == 0 {
+		c = u
+	}
+	c += spreadAlpha * (math.Min(e*e, spreadClip*u) - c)
+	d := math.Log(c+spreadRel*u) - lm
+	z := d / math.Sqrt(lv+spreadFloor)
+	dv := d
+	if s.n > spreadWarmup {
+		lsd := math.Sqrt(lv + spreadFloor)
+		d = math.Max(-spreadLearnClip*lsd, math.Min(spreadLearnClip*lsd, d))
+		dv = math.Max(-spreadVarClip*lsd, math.Min(spreadVarClip*lsd, d))
+	}
+	*cur, *m, *vr = float32(c), float32(lm+a*d), float32((1-a)*(lv+a*dv*dv))
+	return z
 }
 
 // spreadScore is the score of the short-run spread's deviation zv, in the

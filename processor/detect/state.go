@@ -17,7 +17,7 @@ import (
 // keeps (a field added, removed or read differently): RestoreDevice
 // refuses a state of another version with ErrStateVersion, and the caller
 // discards it, so an older state is never misread.
-const StateVersion = 6
+const StateVersion = 7
 
 // ErrStateVersion: the state was written by another detector version.
 var ErrStateVersion = errors.New("detector state of another version")
@@ -179,7 +179,7 @@ func (s *Series) state(c codec) {
 	c.f64(&s.rvar)
 	c.f32(&s.rz)
 	c.f32(&s.ev)
-	for _, f := range []*float32{&s.v2z, &s.v2, &s.v2m, &s.v2v} {
+	for _, f := range []*float32{&s.v2z, &s.v2, &s.v2m, &s.v2v, &s.s2, &s.s2m, &s.s2v} {
 		c.f32(f)
 	}
 }
@@ -215,6 +215,7 @@ func (v *device) state(c codec) {
 func (a *alertState) state(c codec) {
 	c.flag(&a.open)
 	c.flag(&a.fall)
+	c.flag(&a.pace)
 	c.i32(&a.below)
 	c.time(&a.startedAt)
 	c.str(&a.id)
