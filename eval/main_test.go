@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -120,8 +121,15 @@ func TestPlayShape(t *testing.T) {
 	daily := shapes[0]
 	require.Equal(t, "daily cycle", daily.name)
 	start := 3*1440 + 100
-	require.Contains(t, playShape(daily, "spike", start, 1, 1), start)
-	for _, o := range playShape(daily, "", 0, 0, 1) {
+	require.Contains(t, playShape(daily, &shapeFaults[0], start, 1, devShapes.salt), start)
+	for _, o := range playShape(daily, nil, 0, 1, devShapes.salt) {
 		require.Less(t, o, shapeWarm)
+	}
+	// The variant set is another generator: other values, same kinds.
+	require.Len(t, variantShapes.shapes, len(shapes))
+	require.Len(t, variantShapes.faults, len(shapeFaults))
+	for i := range shapes {
+		require.Equal(t, shapes[i].name, variantShapes.shapes[i].name)
+		require.NotEqual(t, shapes[i].value(100, &shapeState{rng: rand.New(rand.NewPCG(1, 1))}), variantShapes.shapes[i].value(100, &shapeState{rng: rand.New(rand.NewPCG(1, 1))}))
 	}
 }

@@ -27,7 +27,7 @@ func writeReport(path, dir string, now time.Time) error {
 		{"nab.txt", "NAB in-sample (`sensorflow replay` over `../shared/nab` with the defaults, which were chosen on these series)"},
 		{"skab.txt", "SKAB (`sensorflow replay`, each file one device)"},
 		{"fleets.txt", "Simulated fleets offline"},
-		{"shapes.txt", "Synthetic shapes (our own generator, every kind of fault on every kind of signal)"},
+		{"shapes.txt", "Synthetic shapes (our own generator, every kind of fault on every kind of signal; the development set, then a variant never used to choose settings)"},
 		{"live.json", "Live pipeline (`TestDetectionQuality`, real Mosquitto and Kafka)"},
 	} {
 		raw, err := os.ReadFile(filepath.Join(dir, part.file))

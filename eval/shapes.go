@@ -25,7 +25,6 @@ import (
 const (
 	shapeReadings = 4 * 1440
 	shapeWarm     = 300 // readings before an alert counts as false
-	shapeSeeds    = 3
 )
 
 // shape is one kind of signal: its value at (fractional) reading t, its
@@ -80,56 +79,119 @@ var shapes = []shape{
 		center: func(t float64, _ *shapeState) float64 { return 20 + 0.002*t }},
 }
 
-// shapeFaults are the faults injected, each with its length in readings.
-var shapeFaults = []struct {
+// shapeFault is one fault: its kind, its size (in the shape's amplitude
+// for spike, dip, level shift, noise burst and drift; the factor for an
+// amplitude or rhythm change) and its length in readings.
+type shapeFault struct {
 	name string
+	kind string
+	size float64
 	len  int
-}{
-	{"spike", 1}, {"dip", 1}, {"level shift", 120}, {"noise burst", 60}, {"stuck", 120},
-	{"amplitude x2", 240}, {"amplitude x0.3", 240}, {"rhythm x2", 240}, {"drift", 240},
 }
 
-// playShape plays one series of sh with fault (or none: "") starting at
-// reading start, and returns the readings at which alerts opened.
-func playShape(sh shape, fault string, start, length int, seed uint64) []int {
-	st := &shapeState{rng: rand.New(rand.NewPCG(seed, 0x5a))}
+// shapeSet is a table of shapes, faults and seeds.
+type shapeSet struct {
+	title  string
+	shapes []shape
+	faults []shapeFault
+	seeds  []uint64
+	salt   uint64 // of the noise
+	at     uint64 // of the fault's start
+}
+
+// shapeFaults are the faults injected in the development set.
+var shapeFaults = []shapeFault{
+	{"spike", "spike", 1.5, 1}, {"dip", "spike", -1.5, 1}, {"level shift", "shift", 0.8, 120}, {"noise burst", "burst", 0.5, 60},
+	{"stuck", "stuck", 0, 120}, {"amplitude x2", "amplitude", 2, 240}, {"amplitude x0.3", "amplitude", 0.3, 240},
+	{"rhythm x2", "rhythm", 2, 240}, {"drift", "drift", 1, 240},
+}
+
+// devShapes is the set the detector's settings may be chosen on.
+var devShapes = shapeSet{title: "synthetic shapes", shapes: shapes, faults: shapeFaults, seeds: []uint64{0, 1, 2}, salt: 0x5a, at: 7}
+
+// variantShapes has other levels, noises, periods (one, 150 minutes, that
+// does not divide the day), fault sizes and seeds. It is never used to
+// choose a setting: it shows whether what was chosen on devShapes holds
+// for a kind of signal rather than for those series.
+var variantShapes = shapeSet{title: "synthetic shapes, variant (never used to choose settings)", salt: 0x77, at: 9,
+	seeds: []uint64{20, 21, 22, 23},
+	faults: []shapeFault{
+		{"spike", "spike", 1.3, 1}, {"dip", "spike", -1.3, 1}, {"level shift", "shift", -0.7, 180}, {"noise burst", "burst", 0.4, 180},
+		{"stuck", "stuck", 0, 180}, {"amplitude x1.7", "amplitude", 1.7, 180}, {"amplitude x0.4", "amplitude", 0.4, 180},
+		{"rhythm x1.6", "rhythm", 1.6, 180}, {"drift", "drift", -1, 180},
+	},
+	shapes: []shape{
+		{name: "daily cycle", amp: 3, periodic: true,
+			value: func(t float64, st *shapeState) float64 {
+				return 40 + 3*math.Sin(2*math.Pi*t/1440+1) + st.rng.NormFloat64()*0.4
+			},
+			center: func(float64, *shapeState) float64 { return 40 }},
+		{name: "random walk", amp: 3,
+			value: func(_ float64, st *shapeState) float64 {
+				st.walk += st.rng.NormFloat64() * 0.08
+				st.walk -= st.walk * 0.001
+				return 10 + st.walk + st.rng.NormFloat64()*0.15
+			},
+			center: func(_ float64, st *shapeState) float64 { return 10 + st.walk }},
+		{name: "machine rhythm", amp: 2, periodic: true,
+			value: func(t float64, st *shapeState) float64 {
+				return 5 + 2*math.Sin(2*math.Pi*t/33) + st.rng.NormFloat64()*0.2
+			},
+			center: func(float64, *shapeState) float64 { return 5 }},
+		{name: "on/off equipment", amp: 8, periodic: true,
+			value: func(t float64, st *shapeState) float64 {
+				if math.Mod(t, 90) < 35 {
+					return 8 + st.rng.NormFloat64()*0.2
+				}
+				return 0.5 + st.rng.NormFloat64()*0.05
+			},
+			center: func(float64, *shapeState) float64 { return 4 }},
+		{name: "saw-tooth tank", amp: 6, periodic: true,
+			value:  func(t float64, st *shapeState) float64 { return 2 + 6*math.Mod(t, 150)/150 + st.rng.NormFloat64()*0.1 },
+			center: func(float64, *shapeState) float64 { return 5 }},
+		{name: "slow trend", amp: 1,
+			value:  func(t float64, st *shapeState) float64 { return 100 - 0.003*t + st.rng.NormFloat64()*0.2 },
+			center: func(t float64, _ *shapeState) float64 { return 100 - 0.003*t }},
+	},
+}
+
+// playShape plays one series of sh with fault (or none: nil) starting at
+// reading start, with the noise of seed and salt, and returns the readings
+// at which alerts opened.
+func playShape(sh shape, fault *shapeFault, start int, seed, salt uint64) []int {
+	st := &shapeState{rng: rand.New(rand.NewPCG(seed, salt))}
 	d := detect.New(detect.DefaultConfig())
 	t0 := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
 	var opens []int
 	var out []sensor.Alert
 	var stuck float64
 	for i := range shapeReadings {
-		in := fault != "" && i >= start && i < start+length
+		in := fault != nil && i >= start && i < start+fault.len
 		t := float64(i)
-		if fault == "rhythm x2" && i >= start {
-			t += float64(min(i, start+length) - start) // twice as fast during the fault, in step after it
+		if fault != nil && fault.kind == "rhythm" && i >= start {
+			// faster during the fault, in step after it
+			t += (fault.size - 1) * float64(min(i, start+fault.len)-start)
 		}
 		v := sh.value(t, st)
 		if in {
-			k := float64(i-start+1) / float64(length)
-			switch fault {
+			k := float64(i-start+1) / float64(fault.len)
+			switch fault.kind {
 			case "spike":
-				v += 1.5 * sh.amp
-			case "dip":
-				v -= 1.5 * sh.amp
-			case "level shift":
-				v += 0.8 * sh.amp
-			case "noise burst":
-				v += st.rng.NormFloat64() * 0.5 * sh.amp
+				v += fault.size * sh.amp
+			case "shift":
+				v += fault.size * sh.amp
+			case "burst":
+				v += st.rng.NormFloat64() * fault.size * sh.amp
 			case "stuck":
 				if i == start {
 					stuck = v
 				}
 				v = stuck
-			case "amplitude x2", "amplitude x0.3":
-				f := 2.0
-				if fault == "amplitude x0.3" {
-					f = 0.3
-				}
+			case "amplitude":
 				c := sh.center(t, st)
-				v = c + f*(v-c)
+				v = c + fault.size*(v-c)
 			case "drift":
-				v += k * sh.amp
+				v += k * fault.size * sh.amp
 			}
 		}
 		r := sensor.Reading{DeviceID: "shape", Site: "eval", TS: t0.Add(time.Duration(i) * time.Minute), Metrics: map[string]float64{"value": v}}
@@ -143,11 +205,7 @@ func playShape(sh shape, fault string, start, length int, seed uint64) []int {
 	return opens
 }
 
-// evalShapes plays every shape with every fault (and without one) over
-// shapeSeeds seeds and writes, per shape, which faults were found (an
-// alert opening from the fault's first reading to five after its last)
-// and the false alerts (openings past the warm-up and outside the fault
-// and the half hour after it) per day of series.
+// evalShapes plays both shape sets and writes their tables to shapes.txt.
 func evalShapes(out string) error {
 	f, err := os.Create(filepath.Join(out, "shapes.txt"))
 	if err != nil {
@@ -155,34 +213,50 @@ func evalShapes(out string) error {
 	}
 	defer f.Close()
 	w := io.MultiWriter(os.Stdout, f)
-	fmt.Fprintf(w, "== synthetic shapes: %d seeds of each shape and fault, one reading a minute for %d days, the fault on the fourth day; found = seeds with an alert from the fault's start to 5 readings after its end\n", shapeSeeds, shapeReadings/1440)
+	for i, set := range []shapeSet{devShapes, variantShapes} {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		playShapeSet(w, set)
+	}
+	return nil
+}
+
+// playShapeSet plays every shape of set with every fault (and without
+// one) over its seeds and writes, per shape, which faults were found (an
+// alert opening from the fault's first reading to five after its last)
+// and the false alerts (openings past the warm-up and outside the fault
+// and the half hour after it) per day of series.
+func playShapeSet(w io.Writer, set shapeSet) {
+	ns := len(set.seeds)
+	fmt.Fprintf(w, "== %s: %d seeds of each shape and fault, one reading a minute for %d days, the fault on the fourth day; found = seeds with an alert from the fault's start to 5 readings after its end\n", set.title, ns, shapeReadings/1440)
 	head := fmt.Sprintf("%-18s", "shape")
-	for _, fl := range shapeFaults {
+	for _, fl := range set.faults {
 		head += fmt.Sprintf(" %*s", max(len(fl.name), 5), fl.name)
 	}
 	fmt.Fprintf(w, "%s  %s\n", head, "false alerts per day (without fault / with)")
 	var found, total int
 	var falseNone, falseWith, daysNone, daysWith float64
-	for _, sh := range shapes {
+	for _, sh := range set.shapes {
 		row := fmt.Sprintf("%-18s", sh.name)
-		var fn, fw float64
-		for seed := range uint64(shapeSeeds) {
-			for _, o := range playShape(sh, "", 0, 0, seed) {
+		var fn, fw, dw float64
+		for _, seed := range set.seeds {
+			for _, o := range playShape(sh, nil, 0, seed, set.salt) {
 				if o >= shapeWarm {
 					fn++
 				}
 			}
 		}
-		for _, fl := range shapeFaults {
-			if fl.name == "rhythm x2" && !sh.periodic {
+		for _, fl := range set.faults {
+			if fl.kind == "rhythm" && !sh.periodic {
 				row += fmt.Sprintf(" %*s", max(len(fl.name), 5), "-")
 				continue
 			}
 			n := 0
-			for seed := range uint64(shapeSeeds) {
-				start := 3*1440 + rand.New(rand.NewPCG(seed, 7)).IntN(720)
+			for _, seed := range set.seeds {
+				start := 3*1440 + rand.New(rand.NewPCG(seed, set.at)).IntN(720)
 				hit := false
-				for _, o := range playShape(sh, fl.name, start, fl.len, seed) {
+				for _, o := range playShape(sh, &fl, start, seed, set.salt) {
 					switch {
 					case o >= start && o <= start+fl.len+5:
 						hit = true
@@ -193,29 +267,18 @@ func evalShapes(out string) error {
 				if hit {
 					n++
 				}
-				daysWith += shapeReadings / 1440.0
+				dw += shapeReadings / 1440.0
 			}
 			found += n
-			total += shapeSeeds
-			row += fmt.Sprintf(" %*s", max(len(fl.name), 5), fmt.Sprintf("%d/%d", n, shapeSeeds))
+			total += ns
+			row += fmt.Sprintf(" %*s", max(len(fl.name), 5), fmt.Sprintf("%d/%d", n, ns))
 		}
-		days := float64(shapeSeeds) * shapeReadings / 1440
+		days := float64(ns) * shapeReadings / 1440
 		daysNone += days
+		daysWith += dw
 		falseNone += fn
 		falseWith += fw
-		fmt.Fprintf(w, "%s  %.2f / %.2f\n", row, fn/days, fw/(float64(shapeSeeds*countFaults(sh))*shapeReadings/1440))
+		fmt.Fprintf(w, "%s  %.2f / %.2f\n", row, fn/days, fw/dw)
 	}
 	fmt.Fprintf(w, "all: %d of %d faults found; false alerts per day %.2f without a fault, %.2f with one\n", found, total, falseNone/daysNone, falseWith/daysWith)
-	return nil
-}
-
-// countFaults is how many faults apply to sh.
-func countFaults(sh shape) int {
-	n := 0
-	for _, fl := range shapeFaults {
-		if fl.name != "rhythm x2" || sh.periodic {
-			n++
-		}
-	}
-	return n
 }
