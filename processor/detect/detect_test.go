@@ -807,3 +807,28 @@ func TestObserveDoesNotAllocate(t *testing.T) {
 		t.Fatalf("Observe allocates %.2f times per reading", n)
 	}
 }
+
+// A series that settles 1.5 spreads off its level and stays there raises
+// one sustained alert soon after; a level shift of 3 spreads that ends
+// after a minute raises one alert, not a second one for the return.
+func TestSustainedDeviation(t *testing.T) {
+	const at = 3000
+	for seed := range uint64(5) {
+		v := noise(4000, seed, 20, 1)
+		for i := at; i < at+600; i++ {
+			v[i] += 1.5
+		}
+		a := opened(feed(DefaultConfig(), v))
+		require.NotEmpty(t, a, "seed %d", seed)
+		first := int(a[0].StartedAt.Sub(t0).Seconds())
+		require.True(t, first >= at && first < at+100, "seed %d: found within 100 readings, not at %d: %v", seed, first, a)
+		require.Equal(t, KindSustained, a[0].Kind, "seed %d", seed)
+
+		w := noise(4000, seed, 20, 1)
+		for i := at; i < at+60; i++ {
+			w[i] += 3
+		}
+		a = opened(feed(DefaultConfig(), w))
+		require.Len(t, a, 1, "seed %d: one alert for the shift and its end: %v", seed, a)
+	}
+}

@@ -140,6 +140,9 @@ func (d *Detector) observeDevice(r *sensor.Reading, names []string, series []*Se
 		d.devices[r.DeviceID] = dv
 	}
 	k := len(series)
+	for _, s := range series {
+		s.inDevice = dv.alert.open // as of the previous reading, for the next
+	}
 	if sig := metricSet(names); dv.set != sig {
 		// Another set of metrics. A reading that lacks a metric now and
 		// then is not scored as a device; a set that lasts is another

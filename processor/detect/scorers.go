@@ -57,7 +57,7 @@ func (s *Series) gap(cfg *Config, ts time.Time) Finding {
 	}
 	f := Finding{Kind: KindGap}
 	long := float64(s.long)
-	if s.cadence > 0 && s.n > int64(cfg.Warmup) && dt > gapFactor*math.Max(s.cadence, long) {
+	if s.cadence > 0 && s.n > int64(cfg.Warmup) && dt > gapFactor*math.Max(float64(s.cadence), long) {
 		sd := s.sd()
 		f = Finding{Score: gapScore, Kind: KindGap, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
 	}
@@ -69,10 +69,10 @@ func (s *Series) gap(cfg *Config, ts time.Time) Finding {
 	default:
 		s.long = float32(long * longDown)
 	}
-	if s.cadence == 0 {
-		s.cadence = dt
+	if c := float64(s.cadence); c == 0 {
+		s.cadence = float32(dt)
 	} else {
-		s.cadence += 0.05 * (math.Min(dt, 2*s.cadence) - s.cadence)
+		s.cadence = float32(c + 0.05*(math.Min(dt, 2*c)-c))
 	}
 	return f
 }
@@ -202,13 +202,14 @@ func (s *Series) likelihood(cfg *Config, f Finding, t int64) Finding {
 	}
 	prevK := int(s.tailK)
 	s.tailK = int8(k + 1)
-	s.lshort += shortAlpha * (raw - s.lshort)
-	ds := s.lshort - s.lmean
+	lshort := float64(s.lshort) + shortAlpha*(raw-float64(s.lshort))
+	s.lshort = float32(lshort)
+	ds := lshort - s.lmean
 	// The short-run average against its own spread, learned like the raw
 	// score's: consecutive readings of a real sensor are correlated, so the
 	// average spreads far wider than the raw score's spread·√(α/(2-α))
 	// that independent readings would give it.
-	zs := ds / math.Sqrt(s.lsvar+likelihoodFloor*shortAlpha/(2-shortAlpha))
+	zs := ds / math.Sqrt(float64(s.lsvar)+likelihoodFloor*shortAlpha/(2-shortAlpha))
 	l = math.Max(l, tailL(zs))
 	if k >= habitEdge && k >= prevK { // the onset of an excursion past habitEdge
 		if s.habitual(t, k) || s.rhythmic(t, k) {
@@ -223,7 +224,7 @@ func (s *Series) likelihood(cfg *Config, f Finding, t int64) Finding {
 	a := math.Max(1/float64(s.n+1), likelihoodAlpha)
 	s.lmean += a * d
 	s.lvar = (1 - a) * (s.lvar + a*d*d)
-	s.lsvar = (1 - a) * (s.lsvar + a*ds*ds)
+	s.lsvar = float32((1 - a) * (float64(s.lsvar) + a*ds*ds))
 	if s.n < 2 {
 		f.Score = 0
 		return f

@@ -35,10 +35,7 @@ type Series struct {
 	dvar float64 // spread of the change from one reading to the next (EWMA of squares)
 	// Anomaly likelihood: long-run level and spread of the raw z-score.
 	lmean, lvar float64
-	lshort      float64 // the raw score's short-run average
-	lsvar       float64 // its spread around the long-run level (EWMA of squares)
 	lastTS      int64   // time of the last reading, Unix nanoseconds
-	cadence     float64 // usual time between readings, seconds (EWMA)
 	stuckVal    float64 // the value of the last stuck alert
 	prevLevel   float64 // the level before the last restart
 	alert       alertState
@@ -55,24 +52,33 @@ type Series struct {
 	// The same for the steps from one reading to the next (no short-run
 	// mean: a step's usual value is 0).
 	s2, s2m, s2v float32
-	run          int32                   // identical consecutive values, including the last
-	out          int32                   // consecutive values beyond the clip bound: + above, - below
-	maxRun       int32                   // longest run of one value seen so far
-	quiet        int32                   // readings left in the refractory period after a detection
-	long         float32                 // the long interval, seconds: only one in a hundred is longer
-	rz           float32                 // the device scorer's: the last value's deviation from the reference, in spreads
-	ev           float32                 // the device scorer's: short average of its squared deviation, clipped
-	tail         [len(tailEdges)]float32 // how often the raw z reached each edge
-	onsetSec     [onsetsKept]uint32      // the last large excursions (Unix seconds), for daily habits and rhythms
-	v2armed      bool
-	stuckRun     bool             // the current run made a stuck alert
-	stuckSeen    bool             // stuckVal is set
-	moved        bool             // the series ever changed value (a constant series is not "stuck")
-	shifted      bool             // the last update restarted the baseline at a new level
-	hasPrev      bool             // prevLevel is set
-	tailK        int8             // 1 + the highest edge the previous raw z reached (0: none)
-	onsetI       int8             // where the next onset goes in onsetSec and onsetEdge
-	onsetEdge    [onsetsKept]int8 // their highest edges
+	// Sustained deviation (sustained.go): the long-run mean and variance
+	// of the short-run mean's distance from the level, in spreads.
+	smM, smV  float32
+	lshort    float32                 // the likelihood's raw score, its short-run average
+	lsvar     float32                 // and that average's spread around the long-run level (EWMA of squares)
+	cadence   float32                 // usual time between readings, seconds (EWMA)
+	run       int32                   // identical consecutive values, including the last
+	out       int32                   // consecutive values beyond the clip bound: + above, - below
+	maxRun    int32                   // longest run of one value seen so far
+	quiet     int32                   // readings left in the refractory period after a detection
+	long      float32                 // the long interval, seconds: only one in a hundred is longer
+	rz        float32                 // the device scorer's: the last value's deviation from the reference, in spreads
+	ev        float32                 // the device scorer's: short average of its squared deviation, clipped
+	tail      [len(tailEdges)]float32 // how often the raw z reached each edge
+	onsetSec  [onsetsKept]uint32      // the last large excursions (Unix seconds), for daily habits and rhythms
+	smWait    int16                   // readings before the sustained scorer may detect again
+	v2armed   bool
+	smArmed   bool             // the sustained scorer may detect
+	inDevice  bool             // the series' device had its device alert open at the previous reading
+	stuckRun  bool             // the current run made a stuck alert
+	stuckSeen bool             // stuckVal is set
+	moved     bool             // the series ever changed value (a constant series is not "stuck")
+	shifted   bool             // the last update restarted the baseline at a new level
+	hasPrev   bool             // prevLevel is set
+	tailK     int8             // 1 + the highest edge the previous raw z reached (0: none)
+	onsetI    int8             // where the next onset goes in onsetSec and onsetEdge
+	onsetEdge [onsetsKept]int8 // their highest edges
 }
 
 // Observe updates the series with value v at ts and returns the strongest
@@ -101,6 +107,13 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 	sp := s.spreadChange(cfg, v, x, t)
 	st.Hold = st.Hold || sp.Hold // an open spread alert lasts as long as the change
 	if f := sp; f.Score > best.Score {
+		f.Low += off
+		f.High += off
+		best = f
+	}
+	sm := s.sustained(cfg, v, t)
+	st.Hold = st.Hold || sm.Hold // an open sustained alert lasts as long as the deviation
+	if f := sm; f.Score > best.Score {
 		f.Low += off
 		f.High += off
 		best = f
@@ -226,6 +239,7 @@ func (s *Series) update(cfg *Config, raw, v float64) {
 			s.prevLevel, s.hasPrev, s.shifted = s.mean, true, !back
 			d := v - s.mean
 			s.mean = v
+			s.v2z = 0 // the short-run mean's distance is from the new level
 			s.varc = math.Max(s.varc, d*d/(cfg.Z*cfg.Z))
 			s.out = 0
 			s.season.pause(s.lastTS)

@@ -17,7 +17,7 @@ import (
 // keeps (a field added, removed or read differently): RestoreDevice
 // refuses a state of another version with ErrStateVersion, and the caller
 // discards it, so an older state is never misread.
-const StateVersion = 7
+const StateVersion = 8
 
 // ErrStateVersion: the state was written by another detector version.
 var ErrStateVersion = errors.New("detector state of another version")
@@ -143,17 +143,17 @@ func (d *decoder) time(v *time.Time) {
 // aside: the detector sets them).
 func (s *Series) state(c codec) {
 	c.i64(&s.n)
-	for _, f := range []*float64{&s.mean, &s.varc, &s.last, &s.raw, &s.dvar, &s.lmean, &s.lvar, &s.lshort, &s.lsvar} {
+	for _, f := range []*float64{&s.mean, &s.varc, &s.last, &s.raw, &s.dvar, &s.lmean, &s.lvar} {
 		c.f64(f)
 	}
 	for _, f := range []*int32{&s.run, &s.out, &s.maxRun, &s.quiet} {
 		c.i32(f)
 	}
 	c.i64(&s.lastTS)
-	c.f64(&s.cadence)
+	c.f32(&s.cadence)
 	c.f32(&s.long)
 	c.f64(&s.stuckVal)
-	for _, f := range []*bool{&s.stuckRun, &s.stuckSeen, &s.moved, &s.shifted, &s.hasPrev, &s.v2armed} {
+	for _, f := range []*bool{&s.stuckRun, &s.stuckSeen, &s.moved, &s.shifted, &s.hasPrev, &s.v2armed, &s.smArmed, &s.inDevice} {
 		c.flag(f)
 	}
 	c.f64(&s.prevLevel)
@@ -179,9 +179,16 @@ func (s *Series) state(c codec) {
 	c.f64(&s.rvar)
 	c.f32(&s.rz)
 	c.f32(&s.ev)
-	for _, f := range []*float32{&s.v2z, &s.v2, &s.v2m, &s.v2v, &s.s2, &s.s2m, &s.s2v} {
+	for _, f := range []*float32{&s.v2z, &s.v2, &s.v2m, &s.v2v, &s.s2, &s.s2m, &s.s2v, &s.smM, &s.smV, &s.lshort, &s.lsvar} {
 		c.f32(f)
 	}
+	w := int32(s.smWait)
+	c.i32(&w)
+	if w < 0 || w > math.MaxInt16 {
+		c.fail("sustained scorer's wait out of range")
+		w = 0
+	}
+	s.smWait = int16(w)
 }
 
 // state lists the fields of a device's multivariate record.

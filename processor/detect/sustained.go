@@ -1,0 +1,79 @@
+package detect
+
+import "math"
+
+// Sustained deviation: values that settle a little off their level and stay
+// there (a flow that drops by a few spreads when a valve closes, a slow
+// drift), each reading ordinary, the shift too small for the baseline to
+// restart at it. The short-run mean of the values' distance from the level
+// (spread.go keeps it: weight 0.02, about fifty readings, each distance
+// clipped at 3 spreads), in the level's spreads, is judged against its own
+// long-run mean and spread, learned like the spread scorer's: a real
+// sensor's readings are correlated, so that mean wanders far more than
+// independent readings would let it, and its own history says how much.
+//
+// After any detection or open alert of the series the scorer waits for the
+// level's memory (1/-detect.alpha readings) to pass: the level then still
+// carries part of that event (a shift it absorbed while it lasted), and
+// the return from it would read as a deviation of its own. Nor does it
+// detect while the series' device alert is open (its metrics' deviations
+// are that alert's) or while the value repeats itself. While its score
+// stays at or above -detect.resolve-score the series' open alert, of any
+// kind, stays open (up to maxHold): the fault lasts.
+
+// KindSustained is the alert kind of the sustained-deviation scorer.
+const KindSustained = "sustained"
+
+// sustained scores the short-run mean's deviation from the level with value
+// v at t (Unix nanoseconds); spreadChange has folded in v.
+func (s *Series) sustained(cfg *Config, v float64, t int64) Finding {
+	if s.n < 2 {
+		return Finding{Kind: KindSustained}
+	}
+	sd := s.sd()
+	zm := float64(s.v2z) / sd
+	m, vr := float64(s.smM), float64(s.smV)
+	d := zm - m
+	z := d / math.Sqrt(vr+spreadFloor)
+	dv := d
+	if s.n > spreadWarmup {
+		lsd := math.Sqrt(vr + spreadFloor)
+		d = math.Max(-spreadLearnClip*lsd, math.Min(spreadLearnClip*lsd, d))
+		dv = math.Max(-spreadVarClip*lsd, math.Min(spreadVarClip*lsd, d))
+	}
+	a := math.Max(1/float64(s.n), likelihoodAlpha)
+	s.smM, s.smV = float32(m+a*d), float32((1-a)*(vr+a*dv*dv))
+	score := spreadScore(z)
+	if s.alert.open && score >= cfg.ResolveScore && t-s.alert.startedAt.UnixNano() < int64(maxHold) {
+		// The deviation lasts: the series' alert stays open, whichever
+		// scorer opened it (a level shift within the expected range
+		// opens a zscore alert at its onset and lasts this way).
+		s.smArmed = false
+		return Finding{Kind: KindSustained, Hold: true}
+	}
+	if math.Abs(z) < 1 {
+		s.smArmed = true // back to usual: the next deviation may be detected
+	}
+	if s.n <= spreadWarmup || s.quiet > 0 || s.alert.open || s.inDevice {
+		// One event, one detection; a metric off its level while its
+		// device's alert is open is part of that alert, which names it.
+		s.smArmed = false
+		s.smWait = int16(min(1/cfg.AlphaMin, math.MaxInt16))
+		return Finding{Kind: KindSustained}
+	}
+	if s.smWait > 0 {
+		s.smWait--
+		return Finding{Kind: KindSustained}
+	}
+	if !s.smArmed || s.run >= stuckRunSpread && v == s.raw {
+		// A value that repeats itself off the level is a stuck sensor's,
+		// which the stuck scorer names.
+		return Finding{Kind: KindSustained}
+	}
+	f := Finding{Score: score, Kind: KindSustained, dev: z, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
+	if f.Score >= cfg.OpenScore {
+		s.quiet = refractory
+		s.smArmed = false
+	}
+	return f
+}
