@@ -159,8 +159,28 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 			s.quiet = refractory
 		}
 	}
-	best.Hold = best.Hold || st.Hold
+	best.Hold = best.Hold || st.Hold || s.stillOff(cfg, off, t)
 	return best
+}
+
+// offHold is how far, in the spreads of the level when the alert opened,
+// the short-run mean of the values must stay from that level for the
+// series' open alert to stay open.
+const offHold = 2
+
+// stillOff reports whether the values' short-run mean (about fifty
+// readings, in raw units with the time of day's offset off) still lies more
+// than offHold spreads from the level the open alert started from, within
+// maxHold of its start: the fault lasts, though the level has since moved
+// toward it. The alert's expected range is that level ± -detect.z spreads
+// for every kind but the extremes' and the static limits'.
+func (s *Series) stillOff(cfg *Config, off float64, t int64) bool {
+	a := &s.alert
+	if !a.open || a.kind == KindRange || a.kind == KindLevel || a.kind == KindLimit || t-a.startedAt.UnixNano() >= int64(maxHold) {
+		return false
+	}
+	level, sd := (a.low+a.high)/2, (a.high-a.low)/(2*cfg.Z)
+	return math.Abs(s.mean+float64(s.v2z)+off-level) > offHold*sd
 }
 
 // step is the change from the previous reading: the smaller of the change
