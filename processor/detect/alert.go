@@ -78,7 +78,7 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 		d.open++
 		return append(out, d.event(a, r, metric, v, f.Score, sensor.StateOpen))
 	}
-	a.peak = math.Max(a.peak, f.Score)
+	a.peak = max(a.peak, f.Score)
 	// An alert lasts as long as the fault: it stays open while the value
 	// lies outside the range expected when it opened, however the scores
 	// (which mark onsets) have settled.

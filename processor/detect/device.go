@@ -108,23 +108,23 @@ func (s *Series) refObserve(cfg *Config, x float64, frozen bool) (z float64, ok 
 		s.rmean, s.rn = x, 1
 		return 0, false
 	}
-	sd := math.Max(math.Sqrt(s.rvar), 1e-9+1e-6*math.Abs(s.rmean))
+	sd := max(math.Sqrt(s.rvar), 1e-9+1e-6*math.Abs(s.rmean))
 	z = (x - s.rmean) / sd
 	ok = s.rn > int64(cfg.Warmup)
 	if frozen && ok {
 		return z, true
 	}
 	s.rn++
-	a := math.Max(1/float64(s.rn), cfg.AlphaMin)
+	a := max(1/float64(s.rn), cfg.AlphaMin)
 	d := x - s.rmean
 	if ok {
 		b := cfg.Z * sd
-		d = math.Min(math.Max(d, -b), b)
+		d = min(max(d, -b), b)
 	}
 	dv := d
 	if ok {
 		b := varClip * sd
-		dv = math.Min(math.Max(d, -b), b)
+		dv = min(max(d, -b), b)
 	}
 	s.rmean += a * d
 	s.rvar = (1 - a) * (s.rvar + a*dv*dv)
@@ -172,7 +172,7 @@ func (d *Detector) observeDevice(r *sensor.Reading, names []string, series []*Se
 			continue
 		}
 		s.rz = float32(z)
-		q := math.Min(z*z, deviceClip*deviceClip)
+		q := min(z*z, deviceClip*deviceClip)
 		s.ev += float32(deviceShort * (q - float64(s.ev)))
 		sum += float64(s.ev)
 	}
@@ -184,11 +184,11 @@ func (d *Detector) observeDevice(r *sensor.Reading, names []string, series []*Se
 	dv.last = dz
 	if !frozen {
 		dv.n++
-		a := math.Max(1/float64(dv.n), d.cfg.AlphaMin)
+		a := max(1/float64(dv.n), d.cfg.AlphaMin)
 		dd := score - dv.lmean
 		if dv.n > deviceWarmup {
 			b := deviceLearnClip * math.Sqrt(dv.lvar+deviceFloor)
-			dd = math.Min(math.Max(dd, -b), b)
+			dd = min(max(dd, -b), b)
 		}
 		dv.lmean += a * dd
 		dv.lvar = (1 - a) * (dv.lvar + a*dd*dd)
@@ -213,7 +213,7 @@ func (d *Detector) observeDevice(r *sensor.Reading, names []string, series []*Se
 		d.open++
 		return append(out, d.deviceEvent(dv, r, sensor.StateOpen))
 	}
-	a.peak = math.Max(a.peak, dz)
+	a.peak = max(a.peak, dz)
 	if dz >= deviceResolveZ && r.TS.Sub(a.startedAt) < maxHold {
 		a.below = 0
 		return out

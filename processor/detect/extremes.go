@@ -66,7 +66,7 @@ type extremes struct {
 // extremeScore grows from extremeBase with the margin (a share of the
 // range or of an earlier peak) up to extremeBase+extremeRange.
 func extremeScore(margin float64) float64 {
-	return extremeBase + extremeRange*math.Min(1, math.Max(0, margin))
+	return extremeBase + extremeRange*min(1, max(0, margin))
 }
 
 // observe folds value v at t in and returns the finding of the first
@@ -87,29 +87,29 @@ func (e *extremes) observe(t int64, v, d, sd, alpha float64, warm bool) Finding 
 	if q > 0 {
 		z = d / q
 	}
-	dc := math.Max(-quietClip*q, math.Min(quietClip*q, d))
+	dc := max(-quietClip*q, min(quietClip*q, d))
 	e.quiet2 += alpha * (dc*dc - e.quiet2)
 	// Armed, and not resting after a detection.
 	may := warm && t-e.first >= extremesSpan*1e9 && e.rest == 0
 	best := Finding{Kind: KindRange}
 	// A value beyond the range.
 	if w := e.hi - e.lo; may && w > 0 {
-		if m := math.Max(v-e.hi, e.lo-v) / w; m > rangeTol {
+		if m := max(v-e.hi, e.lo-v) / w; m > rangeTol {
 			best = Finding{Score: extremeScore(m), Kind: KindRange, Low: e.lo, High: e.hi}
 		}
 	}
-	e.lo, e.hi = math.Min(e.lo, v), math.Max(e.hi, v)
+	e.lo, e.hi = min(e.lo, v), max(e.hi, v)
 	// A short-run mean beyond its range.
 	e.mean += levelAlpha * (v - e.mean)
 	if w := e.mhi - e.mlo; may && w > 0 {
-		if m := math.Max(e.mean-e.mhi, e.mlo-e.mean) / w; m > rangeTol && best.Score == 0 {
+		if m := max(e.mean-e.mhi, e.mlo-e.mean) / w; m > rangeTol && best.Score == 0 {
 			best = Finding{Score: extremeScore(m), Kind: KindLevel, Low: e.mlo, High: e.mhi}
 		}
 	}
-	e.mlo, e.mhi = math.Min(e.mlo, e.mean), math.Max(e.mhi, e.mean)
+	e.mlo, e.mhi = min(e.mlo, e.mean), max(e.mhi, e.mean)
 	// One of the two largest upward, or downward, excursions of the
 	// short-run mean of z, if it moved the values by burstTol of the range.
-	e.burst += burstAlpha * (math.Max(-burstClip, math.Min(burstClip, z)) - e.burst)
+	e.burst += burstAlpha * (max(-burstClip, min(burstClip, z)) - e.burst)
 	big := math.Abs(e.burst)*q >= burstTol*(e.hi-e.lo)
 	for i, b := range [2]float64{e.burst, -e.burst} {
 		// A burst that comes with a record counts as found.
@@ -143,7 +143,7 @@ func (x *excursions) step(b float64, may bool) (float64, bool) {
 		if !x.in {
 			x.in, x.peak, x.fired = true, b, false
 		}
-		x.peak = math.Max(x.peak, b)
+		x.peak = max(x.peak, b)
 		if !x.fired && x.top[1] > 0 && x.peak > x.top[1] && x.peak >= burstMin {
 			// Past the bar: it alerts now or never (not once the
 			// extremes arm, nor after the rest of another detection).

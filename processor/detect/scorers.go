@@ -57,7 +57,7 @@ func (s *Series) gap(cfg *Config, ts time.Time) Finding {
 	}
 	f := Finding{Kind: KindGap}
 	long := float64(s.long)
-	if s.cadence > 0 && s.n > int64(cfg.Warmup) && dt > gapFactor*math.Max(float64(s.cadence), long) {
+	if s.cadence > 0 && s.n > int64(cfg.Warmup) && dt > gapFactor*max(float64(s.cadence), long) {
 		sd := s.sd()
 		f = Finding{Score: gapScore, Kind: KindGap, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
 	}
@@ -72,7 +72,7 @@ func (s *Series) gap(cfg *Config, ts time.Time) Finding {
 	if c := float64(s.cadence); c == 0 {
 		s.cadence = float32(dt)
 	} else {
-		s.cadence = float32(c + 0.05*(math.Min(dt, 2*c)-c))
+		s.cadence = float32(c + 0.05*(min(dt, 2*c)-c))
 	}
 	return f
 }
@@ -177,7 +177,7 @@ func (s *Series) likelihood(cfg *Config, f Finding, t int64) Finding {
 		// Rate of change: a step much larger than the series' usual
 		// steps, even where slow swings make the level's spread wide.
 		if s.n > 2 && s.dvar > 0 {
-			zr = math.Max(zr, math.Abs(f.step)/math.Sqrt(s.dvar))
+			zr = max(zr, math.Abs(f.step)/math.Sqrt(s.dvar))
 		}
 		r := zr / rawZ
 		raw = 1 - math.Exp2(-r*r)
@@ -191,7 +191,7 @@ func (s *Series) likelihood(cfg *Config, f Finding, t int64) Finding {
 		k++
 	}
 	if k >= 0 && s.tail[k] > 0 {
-		l = math.Min(l, -tailWeight*math.Log10(float64(s.tail[k])))
+		l = min(l, -tailWeight*math.Log10(float64(s.tail[k])))
 	}
 	for i, e := range tailEdges {
 		hit := float32(0)
@@ -210,7 +210,7 @@ func (s *Series) likelihood(cfg *Config, f Finding, t int64) Finding {
 	// average spreads far wider than the raw score's spread·√(α/(2-α))
 	// that independent readings would give it.
 	zs := ds / math.Sqrt(float64(s.lsvar)+likelihoodFloor*shortAlpha/(2-shortAlpha))
-	l = math.Max(l, tailL(zs))
+	l = max(l, tailL(zs))
 	if k >= habitEdge && k >= prevK { // the onset of an excursion past habitEdge
 		if s.habitual(t, k) || s.rhythmic(t, k) {
 			// A daily habit or a rhythm: no detection, and the rest that follows one,
@@ -221,7 +221,7 @@ func (s *Series) likelihood(cfg *Config, f Finding, t int64) Finding {
 		s.onsetSec[s.onsetI], s.onsetEdge[s.onsetI] = uint32(t/1e9), int8(k)
 		s.onsetI = (s.onsetI + 1) % onsetsKept
 	}
-	a := math.Max(1/float64(s.n+1), likelihoodAlpha)
+	a := max(1/float64(s.n+1), likelihoodAlpha)
 	s.lmean += a * d
 	s.lvar = (1 - a) * (s.lvar + a*d*d)
 	s.lsvar = float32((1 - a) * (float64(s.lsvar) + a*ds*ds))

@@ -106,7 +106,7 @@ func (p *season) learn(slot int, ts int64, dt, v, alpha, clipZ float64, held boo
 	} else {
 		// How well the slot predicts v, against the daily average.
 		d, a := rel-float64(p.slot[slot]), rel-p.sum/float64(p.nknown)
-		p.level += math.Max(alpha, 1/float64(p.nlevel+1)) * (v - p.off(slot) - p.level)
+		p.level += max(alpha, 1/float64(p.nlevel+1)) * (v - p.off(slot) - p.level)
 		p.nlevel++
 		if math.IsInf(p.varDeso, 1) {
 			p.varDeso, p.varRaw = d*d, a*a
@@ -138,7 +138,7 @@ func (p *season) learnSlot(slot int, sec int64, dt, rel, clipZ float64) {
 		d = -b
 	}
 	days := float64((sec-p.first)/86400 + 1)
-	w := math.Max(seasonDayRate, 1/days) * math.Min(1, dt/seasonSlotSecs)
+	w := max(seasonDayRate, 1/days) * min(1, dt/seasonSlotSecs)
 	old := p.slot[slot]
 	p.slot[slot] += float32(w * d)
 	p.sum += float64(p.slot[slot] - old)

@@ -137,7 +137,7 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 	if s.alert.open || s.quiet > 0 || best.Score >= cfg.OpenScore {
 		s.season.pause(t)
 	}
-	if s.n > 0 && s.season.learn(slot, t, dt, v, math.Max(1/float64(s.n), cfg.AlphaMin), cfg.Z, t < s.season.hold) {
+	if s.n > 0 && s.season.learn(slot, t, dt, v, max(1/float64(s.n), cfg.AlphaMin), cfg.Z, t < s.season.hold) {
 		// From the next reading on, values lose their time of day's
 		// offset: the level and its spread restart from those the
 		// profile implies (the spread learned so far includes the daily
@@ -199,7 +199,7 @@ func (s *Series) step(raw, v float64) float64 {
 // rounding noise into huge z-scores.
 func (s *Series) sd() float64 {
 	floor := 1e-9 + 1e-6*math.Abs(s.mean)
-	return math.Max(math.Sqrt(s.varc), floor)
+	return max(math.Sqrt(s.varc), floor)
 }
 
 // update folds v (raw less its time of day's offset) into the level and
@@ -212,9 +212,9 @@ func (s *Series) update(cfg *Config, raw, v float64) {
 		st := s.step(raw, v)
 		if s.n > int64(cfg.Warmup) && s.dvar > 0 {
 			b := cfg.Z * math.Sqrt(s.dvar)
-			st = math.Min(math.Max(st, -b), b)
+			st = min(max(st, -b), b)
 		}
-		a := math.Max(1/float64(s.n), cfg.AlphaMin)
+		a := max(1/float64(s.n), cfg.AlphaMin)
 		s.dvar = (1-a)*s.dvar + a*st*st
 		if raw == s.raw {
 			s.run++
@@ -237,11 +237,11 @@ func (s *Series) update(cfg *Config, raw, v float64) {
 		s.mean = v
 		return
 	}
-	alpha := math.Max(1/float64(s.n), cfg.AlphaMin)
+	alpha := max(1/float64(s.n), cfg.AlphaMin)
 	x := v
 	if s.n > int64(cfg.Warmup) {
 		bound := cfg.Z * s.sd()
-		x = math.Min(math.Max(v, s.mean-bound), s.mean+bound)
+		x = min(max(v, s.mean-bound), s.mean+bound)
 		// A run of values beyond the bound on one side is a new level,
 		// not a string of outliers: start the baseline again from it.
 		switch {
@@ -260,7 +260,7 @@ func (s *Series) update(cfg *Config, raw, v float64) {
 			d := v - s.mean
 			s.mean = v
 			s.v2z = 0 // the short-run mean's distance is from the new level
-			s.varc = math.Max(s.varc, d*d/(cfg.Z*cfg.Z))
+			s.varc = max(s.varc, d*d/(cfg.Z*cfg.Z))
 			s.out = 0
 			s.season.pause(s.lastTS)
 			return
@@ -270,7 +270,7 @@ func (s *Series) update(cfg *Config, raw, v float64) {
 	dv := d
 	if s.n > int64(cfg.Warmup) {
 		b := varClip * s.sd()
-		dv = math.Min(math.Max(d, -b), b)
+		dv = min(max(d, -b), b)
 	}
 	s.mean += alpha * d
 	s.varc = (1 - alpha) * (s.varc + alpha*dv*dv)

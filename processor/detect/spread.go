@@ -47,7 +47,7 @@ func (s *Series) spreadChange(cfg *Config, v, x float64, t int64) Finding {
 		return Finding{Kind: KindSpread}
 	}
 	sd := s.sd()
-	a := math.Max(1/float64(s.n), likelihoodAlpha)
+	a := max(1/float64(s.n), likelihoodAlpha)
 	// The spread around the short-run mean (kept as a distance from the
 	// level), not around the level: a value that settles off the level
 	// (a small shift, a sensor stuck off its level) moves the short-run
@@ -55,17 +55,16 @@ func (s *Series) spreadChange(cfg *Config, v, x float64, t int64) Finding {
 	dev := x - s.mean
 	zm := float64(s.v2z)
 	zd := dev - zm
-	s.v2z = float32(zm + spreadAlpha*(math.Max(-3*sd, math.Min(3*sd, dev))-zm))
+	s.v2z = float32(zm + spreadAlpha*(max(-3*sd, min(3*sd, dev))-zm))
 	zv := s.spreadStat(&s.v2, &s.v2m, &s.v2v, zd, sd*sd, a)
 	// The steps, clipped at 3 of their usual spread.
-	ssd := math.Max(math.Sqrt(s.dvar), 1e-9+1e-6*math.Abs(s.mean))
+	ssd := max(math.Sqrt(s.dvar), 1e-9+1e-6*math.Abs(s.mean))
 	zs := s.spreadStat(&s.s2, &s.s2m, &s.s2v, s.step(v, x), ssd*ssd, a)
 	pace := math.Abs(zs) > math.Abs(zv)
 	if pace {
 		zv = zs
 	}
-	score := spreadScore(zv)
-	if s.alert.open && s.alert.kind == KindSpread && score >= cfg.ResolveScore && t-s.alert.startedAt.UnixNano() < int64(maxHold) {
+	if s.alert.open && s.alert.kind == KindSpread && spreadScore(zv) >= cfg.ResolveScore && t-s.alert.startedAt.UnixNano() < int64(maxHold) {
 		// The change lasts: its alert stays open.
 		s.v2armed = false
 		return Finding{Kind: KindSpread, Hold: true}
@@ -84,7 +83,7 @@ func (s *Series) spreadChange(cfg *Config, v, x float64, t int64) Finding {
 		// mean).
 		return Finding{Kind: KindSpread}
 	}
-	f := Finding{Score: score, Kind: KindSpread, dev: zv, pace: pace, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
+	f := Finding{Score: spreadScore(zv), Kind: KindSpread, dev: zv, pace: pace, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
 	if f.Score >= cfg.OpenScore {
 		s.quiet = refractory
 		s.v2armed = false
@@ -101,14 +100,14 @@ func (s *Series) spreadStat(cur, m, vr *float32, e, u, a float64) float64 {
 	if c == 0 {
 		c = u
 	}
-	c += spreadAlpha * (math.Min(e*e, spreadClip*u) - c)
+	c += spreadAlpha * (min(e*e, spreadClip*u) - c)
 	d := math.Log(c+spreadRel*u) - lm
 	z := d / math.Sqrt(lv+spreadFloor)
 	dv := d
 	if s.n > spreadWarmup {
 		lsd := math.Sqrt(lv + spreadFloor)
-		d = math.Max(-spreadLearnClip*lsd, math.Min(spreadLearnClip*lsd, d))
-		dv = math.Max(-spreadVarClip*lsd, math.Min(spreadVarClip*lsd, d))
+		d = max(-spreadLearnClip*lsd, min(spreadLearnClip*lsd, d))
+		dv = max(-spreadVarClip*lsd, min(spreadVarClip*lsd, d))
 	}
 	*cur, *m, *vr = float32(c), float32(lm+a*d), float32((1-a)*(lv+a*dv*dv))
 	return z

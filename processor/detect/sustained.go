@@ -38,13 +38,12 @@ func (s *Series) sustained(cfg *Config, v float64, t int64) Finding {
 	dv := d
 	if s.n > spreadWarmup {
 		lsd := math.Sqrt(vr + spreadFloor)
-		d = math.Max(-spreadLearnClip*lsd, math.Min(spreadLearnClip*lsd, d))
-		dv = math.Max(-spreadVarClip*lsd, math.Min(spreadVarClip*lsd, d))
+		d = max(-spreadLearnClip*lsd, min(spreadLearnClip*lsd, d))
+		dv = max(-spreadVarClip*lsd, min(spreadVarClip*lsd, d))
 	}
-	a := math.Max(1/float64(s.n), likelihoodAlpha)
+	a := max(1/float64(s.n), likelihoodAlpha)
 	s.smM, s.smV = float32(m+a*d), float32((1-a)*(vr+a*dv*dv))
-	score := spreadScore(z)
-	if s.alert.open && score >= cfg.ResolveScore && t-s.alert.startedAt.UnixNano() < int64(maxHold) {
+	if s.alert.open && spreadScore(z) >= cfg.ResolveScore && t-s.alert.startedAt.UnixNano() < int64(maxHold) {
 		// The deviation lasts: the series' alert stays open, whichever
 		// scorer opened it (a level shift within the expected range
 		// opens a zscore alert at its onset and lasts this way).
@@ -70,7 +69,7 @@ func (s *Series) sustained(cfg *Config, v float64, t int64) Finding {
 		// which the stuck scorer names.
 		return Finding{Kind: KindSustained}
 	}
-	f := Finding{Score: score, Kind: KindSustained, dev: z, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
+	f := Finding{Score: spreadScore(z), Kind: KindSustained, dev: z, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
 	if f.Score >= cfg.OpenScore {
 		s.quiet = refractory
 		s.smArmed = false
