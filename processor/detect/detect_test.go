@@ -226,7 +226,9 @@ func TestDeterministic(t *testing.T) {
 func TestStateIsSmall(t *testing.T) {
 	size := unsafe.Sizeof(Series{})
 	t.Logf("series state: %d bytes (plus the open alert's id string)", size)
-	require.LessOrEqual(t, size, uintptr(1024), "within the allocator's 1,024-byte class (the next is 1,152)")
+	// An object of more than 512 bytes with pointers carries an 8-byte
+	// allocation header: 1,016 bytes fill the 1,024-byte class.
+	require.LessOrEqual(t, size, uintptr(1016), "within the allocator's 1,024-byte class with its header (the next is 1,152)")
 }
 
 // daily is days of readings every 5 minutes: 10 at night, 30 from 08:00

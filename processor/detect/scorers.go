@@ -182,8 +182,9 @@ func (s *Series) likelihood(cfg *Config, f Finding, t int64) Finding {
 		r := zr / rawZ
 		raw = 1 - math.Exp2(-r*r)
 	}
-	d := raw - s.lmean
-	l := tailL(d / math.Sqrt(s.lvar+likelihoodFloor))
+	lmean, lvar := float64(s.lmean), float64(s.lvar)
+	d := raw - lmean
+	l := tailL(d / math.Sqrt(lvar+likelihoodFloor))
 	// The highest edge this reading reached, and how often the series
 	// reached it before.
 	k := -1
@@ -204,7 +205,7 @@ func (s *Series) likelihood(cfg *Config, f Finding, t int64) Finding {
 	s.tailK = int8(k + 1)
 	lshort := float64(s.lshort) + shortAlpha*(raw-float64(s.lshort))
 	s.lshort = float32(lshort)
-	ds := lshort - s.lmean
+	ds := lshort - lmean
 	// The short-run average against its own spread, learned like the raw
 	// score's: consecutive readings of a real sensor are correlated, so the
 	// average spreads far wider than the raw score's spread·√(α/(2-α))
@@ -222,8 +223,8 @@ func (s *Series) likelihood(cfg *Config, f Finding, t int64) Finding {
 		s.onsetI = (s.onsetI + 1) % onsetsKept
 	}
 	a := max(1/float64(s.n+1), likelihoodAlpha)
-	s.lmean += a * d
-	s.lvar = (1 - a) * (s.lvar + a*d*d)
+	s.lmean = float32(lmean + a*d)
+	s.lvar = float32((1 - a) * (lvar + a*d*d))
 	s.lsvar = float32((1 - a) * (float64(s.lsvar) + a*ds*ds))
 	if s.n < 2 {
 		f.Score = 0

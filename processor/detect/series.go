@@ -25,23 +25,23 @@ const varClip = 3
 // with its open alert, daily profile and extremes.
 type Series struct {
 	// Fields are grouped by size (8, 4, then 1 byte) so the struct has
-	// little padding: it stays within the allocator's 1,024-byte class.
-	cfg  *Config // shared: the detector's, or one made by rules
-	n    int64
-	mean float64 // robust level (EWMA of winsorized values)
-	varc float64 // robust spread (EWMA of squared winsorized deviations)
-	last float64 // the previous value, without its time of day's offset
-	raw  float64 // the previous value as read
-	dvar float64 // spread of the change from one reading to the next (EWMA of squares)
-	// Anomaly likelihood: long-run level and spread of the raw z-score.
-	lmean, lvar float64
-	lastTS      int64   // time of the last reading, Unix nanoseconds
-	stuckVal    float64 // the value of the last stuck alert
-	prevLevel   float64 // the level before the last restart
-	alert       alertState
-	budget      *budget // the device's, shared by its series; nil without a ceiling
-	season      season
-	extremes    extremes
+	// little padding: with the 8-byte header the allocator puts before an
+	// object of more than 512 bytes with pointers, its 1,016 bytes fill
+	// the 1,024-byte class (TestStateIsSmall).
+	cfg       *Config // shared: the detector's, or one made by rules
+	n         int64
+	mean      float64 // robust level (EWMA of winsorized values)
+	varc      float64 // robust spread (EWMA of squared winsorized deviations)
+	last      float64 // the previous value, without its time of day's offset
+	raw       float64 // the previous value as read
+	dvar      float64 // spread of the change from one reading to the next (EWMA of squares)
+	lastTS    int64   // time of the last reading, Unix nanoseconds
+	stuckVal  float64 // the value of the last stuck alert
+	prevLevel float64 // the level before the last restart
+	alert     alertState
+	budget    *budget // the device's, shared by its series; nil without a ceiling
+	season    season
+	extremes  extremes
 	// The device scorer's reference baseline (see device.go).
 	rn          int64
 	rmean, rvar float64
@@ -54,31 +54,33 @@ type Series struct {
 	s2, s2m, s2v float32
 	// Sustained deviation (sustained.go): the long-run mean and variance
 	// of the short-run mean's distance from the level, in spreads.
-	smM, smV  float32
-	lshort    float32                 // the likelihood's raw score, its short-run average
-	lsvar     float32                 // and that average's spread around the long-run level (EWMA of squares)
-	cadence   float32                 // usual time between readings, seconds (EWMA)
-	run       int32                   // identical consecutive values, including the last
-	out       int32                   // consecutive values beyond the clip bound: + above, - below
-	maxRun    int32                   // longest run of one value seen so far
-	quiet     int32                   // readings left in the refractory period after a detection
-	long      float32                 // the long interval, seconds: only one in a hundred is longer
-	rz        float32                 // the device scorer's: the last value's deviation from the reference, in spreads
-	ev        float32                 // the device scorer's: short average of its squared deviation, clipped
-	tail      [len(tailEdges)]float32 // how often the raw z reached each edge
-	onsetSec  [onsetsKept]uint32      // the last large excursions (Unix seconds), for daily habits and rhythms
-	smWait    int16                   // readings before the sustained scorer may detect again
-	v2armed   bool
-	smArmed   bool             // the sustained scorer may detect
-	inDevice  bool             // the series' device had its device alert open at the previous reading
-	stuckRun  bool             // the current run made a stuck alert
-	stuckSeen bool             // stuckVal is set
-	moved     bool             // the series ever changed value (a constant series is not "stuck")
-	shifted   bool             // the last update restarted the baseline at a new level
-	hasPrev   bool             // prevLevel is set
-	tailK     int8             // 1 + the highest edge the previous raw z reached (0: none)
-	onsetI    int8             // where the next onset goes in onsetSec and onsetEdge
-	onsetEdge [onsetsKept]int8 // their highest edges
+	smM, smV float32
+	// Anomaly likelihood: long-run level and spread of the raw score, and its short-run average.
+	lmean, lvar float32
+	lshort      float32
+	lsvar       float32                 // and that average's spread around the long-run level (EWMA of squares)
+	cadence     float32                 // usual time between readings, seconds (EWMA)
+	run         int32                   // identical consecutive values, including the last
+	out         int32                   // consecutive values beyond the clip bound: + above, - below
+	maxRun      int32                   // longest run of one value seen so far
+	quiet       int32                   // readings left in the refractory period after a detection
+	long        float32                 // the long interval, seconds: only one in a hundred is longer
+	rz          float32                 // the device scorer's: the last value's deviation from the reference, in spreads
+	ev          float32                 // the device scorer's: short average of its squared deviation, clipped
+	tail        [len(tailEdges)]float32 // how often the raw z reached each edge
+	onsetSec    [onsetsKept]uint32      // the last large excursions (Unix seconds), for daily habits and rhythms
+	smWait      int16                   // readings before the sustained scorer may detect again
+	v2armed     bool
+	smArmed     bool             // the sustained scorer may detect
+	inDevice    bool             // the series' device had its device alert open at the previous reading
+	stuckRun    bool             // the current run made a stuck alert
+	stuckSeen   bool             // stuckVal is set
+	moved       bool             // the series ever changed value (a constant series is not "stuck")
+	shifted     bool             // the last update restarted the baseline at a new level
+	hasPrev     bool             // prevLevel is set
+	tailK       int8             // 1 + the highest edge the previous raw z reached (0: none)
+	onsetI      int8             // where the next onset goes in onsetSec and onsetEdge
+	onsetEdge   [onsetsKept]int8 // their highest edges
 }
 
 // Observe updates the series with value v at ts and returns the strongest

@@ -17,7 +17,7 @@ import (
 // keeps (a field added, removed or read differently): RestoreDevice
 // refuses a state of another version with ErrStateVersion, and the caller
 // discards it, so an older state is never misread.
-const StateVersion = 8
+const StateVersion = 9
 
 // ErrStateVersion: the state was written by another detector version.
 var ErrStateVersion = errors.New("detector state of another version")
@@ -143,7 +143,7 @@ func (d *decoder) time(v *time.Time) {
 // aside: the detector sets them).
 func (s *Series) state(c codec) {
 	c.i64(&s.n)
-	for _, f := range []*float64{&s.mean, &s.varc, &s.last, &s.raw, &s.dvar, &s.lmean, &s.lvar} {
+	for _, f := range []*float64{&s.mean, &s.varc, &s.last, &s.raw, &s.dvar} {
 		c.f64(f)
 	}
 	for _, f := range []*int32{&s.run, &s.out, &s.maxRun, &s.quiet} {
@@ -179,7 +179,7 @@ func (s *Series) state(c codec) {
 	c.f64(&s.rvar)
 	c.f32(&s.rz)
 	c.f32(&s.ev)
-	for _, f := range []*float32{&s.v2z, &s.v2, &s.v2m, &s.v2v, &s.s2, &s.s2m, &s.s2v, &s.smM, &s.smV, &s.lshort, &s.lsvar} {
+	for _, f := range []*float32{&s.v2z, &s.v2, &s.v2m, &s.v2v, &s.s2, &s.s2m, &s.s2v, &s.smM, &s.smV, &s.lmean, &s.lvar, &s.lshort, &s.lsvar} {
 		c.f32(f)
 	}
 	w := int32(s.smWait)
