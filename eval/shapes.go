@@ -45,38 +45,67 @@ type shapeState struct {
 	walk float64
 }
 
-var shapes = []shape{
-	{name: "daily cycle", amp: 5, periodic: true,
+// The kinds of signal, each made from its parameters.
+
+// cycle swings amp around level with period (readings) and phase, plus noise.
+func cycle(name string, level, amp, period, phase, noise float64) shape {
+	return shape{name: name, amp: amp, periodic: true,
 		value: func(t float64, st *shapeState) float64 {
-			return 20 + 5*math.Sin(2*math.Pi*t/1440) + st.rng.NormFloat64()*0.3
+			return level + amp*math.Sin(2*math.Pi*t/period+phase) + st.rng.NormFloat64()*noise
 		},
-		center: func(float64, *shapeState) float64 { return 20 }},
-	{name: "random walk", amp: 2,
+		center: func(float64, *shapeState) float64 { return level }}
+}
+
+// walk wanders around level by steps of spread step, pulled back by pull
+// each reading, read with noise; faults are sized by amp.
+func walk(level, step, pull, noise, amp float64) shape {
+	return shape{name: "random walk", amp: amp,
 		value: func(_ float64, st *shapeState) float64 {
-			st.walk += st.rng.NormFloat64() * 0.05
-			st.walk -= st.walk * 0.002
-			return 50 + st.walk + st.rng.NormFloat64()*0.1
+			st.walk += st.rng.NormFloat64() * step
+			st.walk -= st.walk * pull
+			return level + st.walk + st.rng.NormFloat64()*noise
 		},
-		center: func(_ float64, st *shapeState) float64 { return 50 + st.walk }},
-	{name: "machine rhythm", amp: 1, periodic: true,
+		center: func(_ float64, st *shapeState) float64 { return level + st.walk }}
+}
+
+// onOff is on (with noise onNoise) for the first onFor readings of every
+// period and off (offNoise) for the rest; amplitude changes scale around
+// center, faults are sized by amp.
+func onOff(on, off, period, onFor, onNoise, offNoise, center, amp float64) shape {
+	return shape{name: "on/off equipment", amp: amp, periodic: true,
 		value: func(t float64, st *shapeState) float64 {
-			return 10 + math.Sin(2*math.Pi*t/20) + st.rng.NormFloat64()*0.1
-		},
-		center: func(float64, *shapeState) float64 { return 10 }},
-	{name: "on/off equipment", amp: 5, periodic: true,
-		value: func(t float64, st *shapeState) float64 {
-			if math.Mod(t, 60) < 30 {
-				return 5 + st.rng.NormFloat64()*0.1
+			if math.Mod(t, period) < onFor {
+				return on + st.rng.NormFloat64()*onNoise
 			}
-			return st.rng.NormFloat64() * 0.05
+			return off + st.rng.NormFloat64()*offNoise
 		},
-		center: func(float64, *shapeState) float64 { return 2.5 }},
-	{name: "saw-tooth tank", amp: 10, periodic: true,
-		value:  func(t float64, st *shapeState) float64 { return 10*math.Mod(t, 120)/120 + st.rng.NormFloat64()*0.1 },
-		center: func(float64, *shapeState) float64 { return 5 }},
-	{name: "slow trend", amp: 2,
-		value:  func(t float64, st *shapeState) float64 { return 20 + 0.002*t + st.rng.NormFloat64()*0.3 },
-		center: func(t float64, _ *shapeState) float64 { return 20 + 0.002*t }},
+		center: func(float64, *shapeState) float64 { return center }}
+}
+
+// saw fills from low by height over period readings and empties at once.
+func saw(low, height, period, noise float64) shape {
+	return shape{name: "saw-tooth tank", amp: height, periodic: true,
+		value: func(t float64, st *shapeState) float64 {
+			return low + height*math.Mod(t, period)/period + st.rng.NormFloat64()*noise
+		},
+		center: func(float64, *shapeState) float64 { return low + height/2 }}
+}
+
+// trend moves from level by slope a reading, with noise; faults are sized
+// by amp.
+func trend(level, slope, noise, amp float64) shape {
+	return shape{name: "slow trend", amp: amp,
+		value:  func(t float64, st *shapeState) float64 { return level + slope*t + st.rng.NormFloat64()*noise },
+		center: func(t float64, _ *shapeState) float64 { return level + slope*t }}
+}
+
+var shapes = []shape{
+	cycle("daily cycle", 20, 5, 1440, 0, 0.3),
+	walk(50, 0.05, 0.002, 0.1, 2),
+	cycle("machine rhythm", 10, 1, 20, 0, 0.1),
+	onOff(5, 0, 60, 30, 0.1, 0.05, 2.5, 5),
+	saw(0, 10, 120, 0.1),
+	trend(20, 0.002, 0.3, 2),
 }
 
 // shapeFault is one fault: its kind, its size (in the shape's amplitude
@@ -121,37 +150,12 @@ var variantShapes = shapeSet{title: "synthetic shapes, variant (never used to ch
 		{"rhythm x1.6", "rhythm", 1.6, 180}, {"drift", "drift", -1, 180},
 	},
 	shapes: []shape{
-		{name: "daily cycle", amp: 3, periodic: true,
-			value: func(t float64, st *shapeState) float64 {
-				return 40 + 3*math.Sin(2*math.Pi*t/1440+1) + st.rng.NormFloat64()*0.4
-			},
-			center: func(float64, *shapeState) float64 { return 40 }},
-		{name: "random walk", amp: 3,
-			value: func(_ float64, st *shapeState) float64 {
-				st.walk += st.rng.NormFloat64() * 0.08
-				st.walk -= st.walk * 0.001
-				return 10 + st.walk + st.rng.NormFloat64()*0.15
-			},
-			center: func(_ float64, st *shapeState) float64 { return 10 + st.walk }},
-		{name: "machine rhythm", amp: 2, periodic: true,
-			value: func(t float64, st *shapeState) float64 {
-				return 5 + 2*math.Sin(2*math.Pi*t/33) + st.rng.NormFloat64()*0.2
-			},
-			center: func(float64, *shapeState) float64 { return 5 }},
-		{name: "on/off equipment", amp: 8, periodic: true,
-			value: func(t float64, st *shapeState) float64 {
-				if math.Mod(t, 90) < 35 {
-					return 8 + st.rng.NormFloat64()*0.2
-				}
-				return 0.5 + st.rng.NormFloat64()*0.05
-			},
-			center: func(float64, *shapeState) float64 { return 4 }},
-		{name: "saw-tooth tank", amp: 6, periodic: true,
-			value:  func(t float64, st *shapeState) float64 { return 2 + 6*math.Mod(t, 150)/150 + st.rng.NormFloat64()*0.1 },
-			center: func(float64, *shapeState) float64 { return 5 }},
-		{name: "slow trend", amp: 1,
-			value:  func(t float64, st *shapeState) float64 { return 100 - 0.003*t + st.rng.NormFloat64()*0.2 },
-			center: func(t float64, _ *shapeState) float64 { return 100 - 0.003*t }},
+		cycle("daily cycle", 40, 3, 1440, 1, 0.4),
+		walk(10, 0.08, 0.001, 0.15, 3),
+		cycle("machine rhythm", 5, 2, 33, 0, 0.2),
+		onOff(8, 0.5, 90, 35, 0.2, 0.05, 4, 8),
+		saw(2, 6, 150, 0.1),
+		trend(100, -0.003, 0.2, 1),
 	},
 }
 

@@ -96,12 +96,22 @@ func (s *Series) spreadChange(cfg *Config, v, x float64, t int64) Finding {
 // and variance *vr of that mean's log, learned with weight a. It returns
 // the log's deviation from its long-run mean, in its spreads.
 func (s *Series) spreadStat(cur, m, vr *float32, e, u, a float64) float64 {
-	c, lm, lv := float64(*cur), float64(*m), float64(*vr)
+	c := float64(*cur)
 	if c == 0 {
 		c = u
 	}
 	c += spreadAlpha * (min(e*e, spreadClip*u) - c)
-	d := math.Log(c+spreadRel*u) - lm
+	*cur = float32(c)
+	return s.judge(math.Log(c+spreadRel*u), m, vr, a)
+}
+
+// judge returns x's deviation from its long-run mean *m, in its long-run
+// spread √*vr, and learns both with weight a: past the warm-up, the mean
+// from x clipped at spreadLearnClip spreads and the variance at
+// spreadVarClip, so a lasting change is learned by the mean walking to it.
+func (s *Series) judge(x float64, m, vr *float32, a float64) float64 {
+	lm, lv := float64(*m), float64(*vr)
+	d := x - lm
 	z := d / math.Sqrt(lv+spreadFloor)
 	dv := d
 	if s.n > spreadWarmup {
@@ -109,7 +119,7 @@ func (s *Series) spreadStat(cur, m, vr *float32, e, u, a float64) float64 {
 		d = max(-spreadLearnClip*lsd, min(spreadLearnClip*lsd, d))
 		dv = max(-spreadVarClip*lsd, min(spreadVarClip*lsd, d))
 	}
-	*cur, *m, *vr = float32(c), float32(lm+a*d), float32((1-a)*(lv+a*dv*dv))
+	*m, *vr = float32(lm+a*d), float32((1-a)*(lv+a*dv*dv))
 	return z
 }
 

@@ -31,18 +31,7 @@ func (s *Series) sustained(cfg *Config, v float64, t int64) Finding {
 		return Finding{Kind: KindSustained}
 	}
 	sd := s.sd()
-	zm := float64(s.v2z) / sd
-	m, vr := float64(s.smM), float64(s.smV)
-	d := zm - m
-	z := d / math.Sqrt(vr+spreadFloor)
-	dv := d
-	if s.n > spreadWarmup {
-		lsd := math.Sqrt(vr + spreadFloor)
-		d = max(-spreadLearnClip*lsd, min(spreadLearnClip*lsd, d))
-		dv = max(-spreadVarClip*lsd, min(spreadVarClip*lsd, d))
-	}
-	a := max(1/float64(s.n), likelihoodAlpha)
-	s.smM, s.smV = float32(m+a*d), float32((1-a)*(vr+a*dv*dv))
+	z := s.judge(float64(s.v2z)/sd, &s.smM, &s.smV, max(1/float64(s.n), likelihoodAlpha))
 	if s.alert.open && spreadScore(z) >= cfg.ResolveScore && t-s.alert.startedAt.UnixNano() < int64(maxHold) {
 		// The deviation lasts: the series' alert stays open, whichever
 		// scorer opened it (a level shift within the expected range
