@@ -161,7 +161,7 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 			s.quiet = refractory
 		}
 	}
-	best.Hold = best.Hold || st.Hold || s.stillOff(cfg, off, t)
+	best.Hold = best.Hold || st.Hold || s.stillOff(cfg, v, off, t)
 	return best
 }
 
@@ -171,18 +171,21 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 const offHold = 2
 
 // stillOff reports whether the values' short-run mean (about fifty
-// readings, in raw units with the time of day's offset off) still lies more
-// than offHold spreads from the level the open alert started from, within
-// maxHold of its start: the fault lasts, though the level has since moved
-// toward it. The alert's expected range is that level ± -detect.z spreads
+// readings, in raw units with the time of day's offset off) and the value
+// v itself still lie more than offHold spreads from the level the open
+// alert started from, on the same side, within maxHold of its start: the
+// fault lasts, though the level has since moved toward it. (The short-run
+// mean alone is not enough: after a large shift and its return, the level
+// and that mean lag the return for minutes.) The alert's expected range is that level ± -detect.z spreads
 // for every kind but the extremes' and the static limits'.
-func (s *Series) stillOff(cfg *Config, off float64, t int64) bool {
+func (s *Series) stillOff(cfg *Config, v, off float64, t int64) bool {
 	a := &s.alert
 	if !a.open || a.kind == KindRange || a.kind == KindLevel || a.kind == KindLimit || t-a.startedAt.UnixNano() >= int64(maxHold) {
 		return false
 	}
 	level, sd := (a.low+a.high)/2, (a.high-a.low)/(2*cfg.Z)
-	return math.Abs(s.mean+float64(s.v2z)+off-level) > offHold*sd
+	m := s.mean + float64(s.v2z) + off - level
+	return math.Abs(m) > offHold*sd && (v-level)*m > 0
 }
 
 // step is the change from the previous reading: the smaller of the change

@@ -102,20 +102,20 @@ func (s *Series) spreadStat(cur, m, vr *float32, e, u, a float64) float64 {
 	}
 	c += spreadAlpha * (min(e*e, spreadClip*u) - c)
 	*cur = float32(c)
-	return s.judge(math.Log(c+spreadRel*u), m, vr, a)
+	return s.judge(math.Log(c+spreadRel*u), m, vr, a, spreadFloor)
 }
 
 // judge returns x's deviation from its long-run mean *m, in its long-run
-// spread √*vr, and learns both with weight a: past the warm-up, the mean
-// from x clipped at spreadLearnClip spreads and the variance at
+// spread √(*vr + floor), and learns both with weight a: past the warm-up,
+// the mean from x clipped at spreadLearnClip spreads and the variance at
 // spreadVarClip, so a lasting change is learned by the mean walking to it.
-func (s *Series) judge(x float64, m, vr *float32, a float64) float64 {
+func (s *Series) judge(x float64, m, vr *float32, a, floor float64) float64 {
 	lm, lv := float64(*m), float64(*vr)
 	d := x - lm
-	z := d / math.Sqrt(lv+spreadFloor)
+	lsd := math.Sqrt(lv + floor)
+	z := d / lsd
 	dv := d
 	if s.n > spreadWarmup {
-		lsd := math.Sqrt(lv + spreadFloor)
 		d = max(-spreadLearnClip*lsd, min(spreadLearnClip*lsd, d))
 		dv = max(-spreadVarClip*lsd, min(spreadVarClip*lsd, d))
 	}

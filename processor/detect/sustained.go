@@ -31,7 +31,7 @@ func (s *Series) sustained(cfg *Config, v float64, t int64) Finding {
 		return Finding{Kind: KindSustained}
 	}
 	sd := s.sd()
-	z := s.judge(float64(s.v2z)/sd, &s.smM, &s.smV, max(1/float64(s.n), likelihoodAlpha))
+	z := s.judge(float64(s.v2z)/sd, &s.smM, &s.smV, max(1/float64(s.n), likelihoodAlpha), spreadFloor)
 	if s.alert.open && spreadScore(z) >= cfg.ResolveScore && t-s.alert.startedAt.UnixNano() < int64(maxHold) {
 		// The deviation lasts: the series' alert stays open, whichever
 		// scorer opened it (a level shift within the expected range
