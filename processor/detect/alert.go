@@ -56,6 +56,13 @@ type budget struct {
 // meanwhile) and the alert resolves once the scores are low.
 const maxHold = time.Hour
 
+// held reports whether the alert is open and started less than maxHold
+// before t (Unix nanoseconds): whether a lasting condition may still hold
+// it open.
+func (a *alertState) held(t int64) bool {
+	return a.open && t-a.startedAt.UnixNano() < int64(maxHold)
+}
+
 // transition runs the alert state machine of one series after a finding and
 // appends the open or resolve event, if any, to out.
 func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v float64, f Finding, out []sensor.Alert) []sensor.Alert {
@@ -82,7 +89,7 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 	// An alert lasts as long as the fault: it stays open while the value
 	// lies outside the range expected when it opened, however the scores
 	// (which mark onsets) have settled.
-	away := (v < a.low || v > a.high) && r.TS.Sub(a.startedAt) < maxHold
+	away := (v < a.low || v > a.high) && a.held(r.TS.UnixNano())
 	if f.Score >= s.cfg.ResolveScore || f.Hold || away {
 		a.below = 0
 		a.quietSince = 0 // back within ReopenWithin: the same alert goes on

@@ -869,3 +869,29 @@ func TestSmallShiftAlertLasts(t *testing.T) {
 	t.Logf("alerts open on %.2f of the shifts", cover)
 	require.Greater(t, cover, 0.5) // 0.24 when the alert lasts only while the scores or the values say so
 }
+
+// A gap in a series whose daily profile is in use: the gap alert's expected
+// range follows the time of day, so the ordinary daytime readings that
+// resume it end it at once instead of holding it open as "off the level".
+func TestGapAlertFollowsTheTimeOfDay(t *testing.T) {
+	ts, v := daily(6, 5)
+	// Forty minutes of silence at noon on the fifth day.
+	from := slices.IndexFunc(ts, func(x time.Time) bool { return x.Equal(t0.Add(4*24*time.Hour + 12*time.Hour)) })
+	ts = slices.Delete(ts, from, from+8)
+	v = slices.Delete(v, from, from+8)
+	var opened, resolved time.Time
+	for _, a := range feedAt(DefaultConfig(), ts, v) {
+		if a.Kind != KindGap {
+			continue
+		}
+		if a.State == sensor.StateOpen {
+			opened = a.StartedAt
+			require.Greater(t, a.ExpectedLow, 20.0, "the daytime range: %s", a.Message)
+		} else if resolved.IsZero() {
+			resolved = *a.ResolvedAt
+		}
+	}
+	require.False(t, opened.IsZero(), "the gap raised an alert")
+	require.False(t, resolved.IsZero())
+	require.LessOrEqual(t, resolved.Sub(opened), 10*time.Minute, "resolved by the readings after it")
+}

@@ -89,10 +89,6 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 	// Static limits first: a later scorer replaces a finding only with a
 	// strictly higher score, so a crossed limit (score 1) always names the kind.
 	best := limit(cfg, metric, v)
-	st := s.stuck(cfg, v)
-	if st.Score > best.Score {
-		best = st
-	}
 	t := ts.UnixNano()
 	dt := 0.0
 	if s.lastTS != 0 {
@@ -101,19 +97,28 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 	slot := seasonSlot(t)
 	off := s.season.offset(slot)
 	x := v - off // the value without the usual deviation of its time of day
+	// Every expected range is the level's, or the limits', shifted by the
+	// time of day's offset (stillOff reads the level back from it).
+	st := s.stuck(cfg, v)
+	if st.Score > best.Score {
+		best = st
+		best.Low += off
+		best.High += off
+	}
 	if f := s.likelihood(cfg, s.zscore(cfg, v, x), t); f.Score > best.Score {
 		f.Low += off
 		f.High += off
 		best = f
 	}
-	sp := s.spreadChange(cfg, v, x, t)
+	sd := s.sd()
+	sp := s.spreadChange(cfg, v, x, sd, t)
 	st.Hold = st.Hold || sp.Hold // an open spread alert lasts as long as the change
 	if f := sp; f.Score > best.Score {
 		f.Low += off
 		f.High += off
 		best = f
 	}
-	sm := s.sustained(cfg, v, t)
+	sm := s.sustained(cfg, v, sd, t)
 	st.Hold = st.Hold || sm.Hold // an open sustained alert lasts as long as the deviation
 	if f := sm; f.Score > best.Score {
 		f.Low += off
@@ -121,10 +126,11 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 		best = f
 	}
 	if f := s.gap(cfg, ts); f.Score > best.Score {
+		f.Low += off
+		f.High += off
 		best = f
 	}
 	if cfg.Extremes {
-		sd := s.sd()
 		if f := s.extremes.observe(t, v, x-s.mean, sd, cfg.AlphaMin, s.n > int64(cfg.Warmup)); f.Score > 0 {
 			// One event, one detection: the likelihood rests too.
 			s.quiet = max(s.quiet, refractory)
@@ -180,7 +186,7 @@ const offHold = 2
 // for every kind but the extremes' and the static limits'.
 func (s *Series) stillOff(cfg *Config, v, off float64, t int64) bool {
 	a := &s.alert
-	if !a.open || a.kind == KindRange || a.kind == KindLevel || a.kind == KindLimit || t-a.startedAt.UnixNano() >= int64(maxHold) {
+	if !a.held(t) || a.kind == KindRange || a.kind == KindLevel || a.kind == KindLimit {
 		return false
 	}
 	level, sd := (a.low+a.high)/2, (a.high-a.low)/(2*cfg.Z)

@@ -6,13 +6,13 @@ import "math"
 // around their level (a vibration that doubles, a machine rhythm that
 // flattens, noise that grows), or to change faster or slower from one
 // reading to the next (a rhythm whose period halves), while the level
-// itself and each reading stay ordinary. The short-run mean of the squared distance from the short-run
-// mean, in the series' own units (each reading's clipped at spreadClip
-// level spreads, so a spike, which the other scorers report, moves it
-// little), is judged on a log scale against its own long-run mean and
-// spread. It is measured in units, not in level spreads: the level's
-// spread itself widens during a drift or a shift and would make the calm
-// after it look like a narrowing.
+// itself and each reading stay ordinary. The short-run mean of the squared
+// distance from the short-run mean, in the series' own units (each
+// reading's clipped at spreadClip level spreads, so a spike, which the
+// other scorers report, moves it little), is judged on a log scale against
+// its own long-run mean and spread. It is measured in units, not in level
+// spreads: the level's spread itself widens during a drift or a shift and
+// would make the calm after it look like a narrowing.
 //
 // The long-run statistics learn from values clipped at spreadLearnClip of
 // the log's spread, and its variance as if they lay only spreadVarClip
@@ -37,16 +37,15 @@ const (
 const KindSpread = "spread"
 
 // spreadChange folds in x (value v less its time of day's offset) at t
-// (Unix nanoseconds) and scores the change of the series' spread: of its
+// (Unix nanoseconds), with the level's spread sd, and scores the change of the series' spread: of its
 // values around their short-run mean, and of its steps from one reading to
 // the next (a rhythm that speeds up or slows down at the same amplitude, a
 // wandering series whose noise changes). Each is judged on its own; the
 // larger deviation speaks.
-func (s *Series) spreadChange(cfg *Config, v, x float64, t int64) Finding {
+func (s *Series) spreadChange(cfg *Config, v, x, sd float64, t int64) Finding {
 	if s.n < 2 {
 		return Finding{Kind: KindSpread}
 	}
-	sd := s.sd()
 	a := max(1/float64(s.n), likelihoodAlpha)
 	// The spread around the short-run mean (kept as a distance from the
 	// level), not around the level: a value that settles off the level
@@ -64,7 +63,7 @@ func (s *Series) spreadChange(cfg *Config, v, x float64, t int64) Finding {
 	if pace {
 		zv = zs
 	}
-	if s.alert.open && s.alert.kind == KindSpread && spreadScore(zv) >= cfg.ResolveScore && t-s.alert.startedAt.UnixNano() < int64(maxHold) {
+	if s.alert.kind == KindSpread && s.alert.held(t) && spreadScore(zv) >= cfg.ResolveScore {
 		// The change lasts: its alert stays open.
 		s.v2armed = false
 		return Finding{Kind: KindSpread, Hold: true}
@@ -102,17 +101,18 @@ func (s *Series) spreadStat(cur, m, vr *float32, e, u, a float64) float64 {
 	}
 	c += spreadAlpha * (min(e*e, spreadClip*u) - c)
 	*cur = float32(c)
-	return s.judge(math.Log(c+spreadRel*u), m, vr, a, spreadFloor)
+	return s.judge(math.Log(c+spreadRel*u), m, vr, a)
 }
 
 // judge returns x's deviation from its long-run mean *m, in its long-run
-// spread √(*vr + floor), and learns both with weight a: past the warm-up,
-// the mean from x clipped at spreadLearnClip spreads and the variance at
-// spreadVarClip, so a lasting change is learned by the mean walking to it.
-func (s *Series) judge(x float64, m, vr *float32, a, floor float64) float64 {
+// spread √(*vr + spreadFloor), and learns both with weight a: past the
+// warm-up, the mean from x clipped at spreadLearnClip spreads and the
+// variance at spreadVarClip, so a lasting change is learned by the mean
+// walking to it.
+func (s *Series) judge(x float64, m, vr *float32, a float64) float64 {
 	lm, lv := float64(*m), float64(*vr)
 	d := x - lm
-	lsd := math.Sqrt(lv + floor)
+	lsd := math.Sqrt(lv + spreadFloor)
 	z := d / lsd
 	dv := d
 	if s.n > spreadWarmup {

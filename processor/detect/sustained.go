@@ -24,15 +24,14 @@ import "math"
 // KindSustained is the alert kind of the sustained-deviation scorer.
 const KindSustained = "sustained"
 
-// sustained scores the short-run mean's deviation from the level with value
-// v at t (Unix nanoseconds); spreadChange has folded in v.
-func (s *Series) sustained(cfg *Config, v float64, t int64) Finding {
+// sustained scores the short-run mean's deviation from the level (spread
+// sd) with value v at t (Unix nanoseconds); spreadChange has folded in v.
+func (s *Series) sustained(cfg *Config, v, sd float64, t int64) Finding {
 	if s.n < 2 {
 		return Finding{Kind: KindSustained}
 	}
-	sd := s.sd()
-	z := s.judge(float64(s.v2z)/sd, &s.smM, &s.smV, max(1/float64(s.n), likelihoodAlpha), spreadFloor)
-	if s.alert.open && spreadScore(z) >= cfg.ResolveScore && t-s.alert.startedAt.UnixNano() < int64(maxHold) {
+	z := s.judge(float64(s.v2z)/sd, &s.smM, &s.smV, max(1/float64(s.n), likelihoodAlpha))
+	if s.alert.held(t) && spreadScore(z) >= cfg.ResolveScore {
 		// The deviation lasts: the series' alert stays open, whichever
 		// scorer opened it (a level shift within the expected range
 		// opens a zscore alert at its onset and lasts this way).
