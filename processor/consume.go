@@ -71,18 +71,21 @@ func (p *Processor) consume(ctx context.Context) error {
 	defer p.ready.Store(false)
 	p.log.Info("consuming", "topic", p.cfg.Kafka.ReadingsTopic, "group", p.cfg.GroupID)
 
-	// Four stages: while the storer has batch N in the sinks, this loop
-	// decodes and runs detection on batch N+1, the publisher writes the
-	// alerts and dead letters of each batch as soon as it is detected (an
-	// alert waits for no store), and the committer commits batch N-1.
-	// Batches are published, stored and committed in fetch order; an offset
-	// is committed only after its batch is stored and published, and, with
+	// Four stages: this loop decodes and runs detection on each batch as
+	// soon as it is fetched; the publisher writes its alerts and dead
+	// letters at once (an alert waits for no store); the storer writes the
+	// batches to the sinks, all those that waited meanwhile in one write;
+	// the committer commits what was stored. Detection runs up to
+	// storeQueue batches ahead of the sinks, so a slow store delays no
+	// alert, and a busy sink gets fewer, larger writes. Batches are
+	// published, stored and committed in fetch order; an offset is
+	// committed only after its batch is stored and published, and, with
 	// checkpoints, only once a checkpoint at or after it is written.
 	det := detect.New(p.cfg.Detect)
 	cen := newCensus(p.cfg.CensusInterval)
 	lastOffset := map[int]int64{}
-	ready := make(chan *work, 1)
-	toPublish := make(chan *work, 4)
+	ready := make(chan *work, storeQueue)
+	toPublish := make(chan *work, storeQueue+2)
 	toCommit := make(chan []kafka.Message, 1)
 	stored := make(chan struct{})
 	committed := make(chan struct{})
@@ -117,36 +120,40 @@ func (p *Processor) consume(ctx context.Context) error {
 			<-committed
 		}()
 		pending := map[int]kafka.Message{} // the last message of each partition not committed yet
+		var group []*work
 		for wk := range ready {
-			if err := p.finish(drainCtx, wk); err != nil {
-				p.log.Warn("batch left uncommitted at shutdown", "messages", len(wk.msgs), "err", err)
+			group = p.gather(append(group[:0], wk), ready)
+			if err := p.finish(drainCtx, group); err != nil {
+				p.log.Warn("batches left uncommitted at shutdown", "batches", len(group), "err", err)
 				return
 			}
-			if ck == nil {
-				toCommit <- wk.msgs
-				continue
-			}
-			for _, m := range wk.msgs {
-				pending[m.Partition] = m
-			}
-			if !wk.checkpoint {
-				continue
-			}
-			if len(wk.state) > 0 {
-				if err := kafkax.WriteAll(drainCtx, stateW, wk.state, p.log, "writing detector checkpoint to kafka", nil); err != nil {
-					p.m.checkpoints.WithLabelValues("error").Inc()
-					p.log.Warn("checkpoint not written: offsets left uncommitted", "devices", len(wk.state), "err", err)
-					return
+			for _, wk := range group {
+				if ck == nil {
+					toCommit <- wk.msgs
+					continue
 				}
-			}
-			p.m.checkpoints.WithLabelValues("written").Inc()
-			if len(pending) > 0 {
-				msgs := make([]kafka.Message, 0, len(pending))
-				for _, m := range pending {
-					msgs = append(msgs, m)
+				for _, m := range wk.msgs {
+					pending[m.Partition] = m
 				}
-				clear(pending)
-				toCommit <- msgs
+				if !wk.checkpoint {
+					continue
+				}
+				if len(wk.state) > 0 {
+					if err := kafkax.WriteAll(drainCtx, stateW, wk.state, p.log, "writing detector checkpoint to kafka", nil); err != nil {
+						p.m.checkpoints.WithLabelValues("error").Inc()
+						p.log.Warn("checkpoint not written: offsets left uncommitted", "devices", len(wk.state), "err", err)
+						return
+					}
+				}
+				p.m.checkpoints.WithLabelValues("written").Inc()
+				if len(pending) > 0 {
+					msgs := make([]kafka.Message, 0, len(pending))
+					for _, m := range pending {
+						msgs = append(msgs, m)
+					}
+					clear(pending)
+					toCommit <- msgs
+				}
 			}
 		}
 	}()
@@ -158,7 +165,7 @@ func (p *Processor) consume(ctx context.Context) error {
 	}()
 	c := batch.NewCollector(fetched, p.cfg.batchPolicy())
 	send := func(wk *work) bool {
-		toPublish <- wk // never blocks long: the storer waits for each batch's publishing
+		toPublish <- wk // never blocks long: it holds more than ready, and the storer waits for each batch's publishing
 		select {
 		case ready <- wk:
 			return true
@@ -340,31 +347,68 @@ func (p *Processor) prepare(ctx context.Context, det *detect.Detector, cen *cens
 	return wk
 }
 
-// finish stores a prepared batch and waits until its alerts and dead
-// letters are published too. It returns only when everything is durable,
-// or with ctx's error; the offsets are committed after that. (If the
-// process dies in between, the batch is redelivered and its alert events
-// published again, with the same ids.)
-func (p *Processor) finish(ctx context.Context, wk *work) error {
-	b := wk.b
+// storeQueue is how many detected batches may wait for the sinks.
+const storeQueue = 16
+
+// gather appends to group the batches waiting in ready, up to a total of
+// 4 × -processor.batch-size readings: they go to the sinks in one write.
+func (p *Processor) gather(group []*work, ready <-chan *work) []*work {
+	n := 0
+	for _, wk := range group {
+		n += len(wk.b.Readings)
+	}
+	for n < 4*p.cfg.BatchSize {
+		select {
+		case wk, ok := <-ready:
+			if !ok {
+				return group
+			}
+			group = append(group, wk)
+			n += len(wk.b.Readings)
+		default:
+			return group
+		}
+	}
+	return group
+}
+
+// finish stores prepared batches in one sink write and waits until their
+// alerts and dead letters are published too. It returns only when
+// everything is durable, or with ctx's error; the offsets are committed
+// after that. (If the process dies in between, the batches are
+// redelivered and their alert events published again, with the same ids.)
+func (p *Processor) finish(ctx context.Context, group []*work) error {
+	b := group[0].b
+	if len(group) > 1 {
+		b = sink.Batch{}
+		for _, wk := range group {
+			b.Readings = append(b.Readings, wk.b.Readings...)
+			b.Alerts = append(b.Alerts, wk.b.Alerts...)
+			b.Scores = append(b.Scores, wk.b.Scores...)
+		}
+	}
 	if !p.cfg.IncidentsOff {
 		b.Alerts = nil // the incidents stage stores them, once grouped
 	}
-	if err := p.sinks.Write(ctx, b); err != nil {
-		return err
-	}
-	select {
-	case err := <-wk.published:
-		if err != nil {
+	if len(b.Readings) > 0 || len(b.Alerts) > 0 {
+		if err := p.sinks.Write(ctx, b); err != nil {
 			return err
 		}
-	case <-ctx.Done():
-		return ctx.Err()
 	}
-	for i := range wk.b.Alerts {
-		p.m.alerts.WithLabelValues(wk.b.Alerts[i].State).Inc()
+	for _, wk := range group {
+		select {
+		case err := <-wk.published:
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		for i := range wk.b.Alerts {
+			p.m.alerts.WithLabelValues(wk.b.Alerts[i].State).Inc()
+		}
 	}
-	p.m.readings.WithLabelValues("stored").Add(float64(len(wk.b.Readings)))
+	p.m.readings.WithLabelValues("stored").Add(float64(len(b.Readings)))
 	return nil
 }
 

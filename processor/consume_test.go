@@ -328,13 +328,17 @@ func TestShutdownStoresAndCommitsTheBatchInHand(t *testing.T) {
 }
 
 // An alert goes out as soon as its reading is scored: it waits for no
-// store. The offsets still wait for both.
+// store, even with several batches queued behind a held one. The offsets
+// still wait for both, and the batches that waited go to the sink in one
+// write.
 func TestAlertsDoNotWaitForTheStores(t *testing.T) {
 	s := &testSink{l: newLedger(), hold: make(chan struct{}), entered: make(chan struct{})}
 	var release sync.Once
 	t.Cleanup(func() { release.Do(func() { close(s.hold) }) })
 	f := newFixture(t, s)
-	f.cfg.BatchSize, f.cfg.Linger = 100, 500*time.Millisecond // one batch, held in the sink
+	// Twelve batches of five; the first is held in the sink, the spike is
+	// in the eleventh.
+	f.cfg.BatchSize, f.cfg.Linger = 5, 500*time.Millisecond
 	f.start(t)
 	values := readings(0, 60)
 	spike := sensor.Reading{DeviceID: "dev-1", Site: "site-1", TS: time.Now().Add(-time.Hour).UTC().Add(50 * time.Second), Seq: 50,
@@ -356,8 +360,10 @@ func TestAlertsDoNotWaitForTheStores(t *testing.T) {
 	require.Empty(t, commits, "nothing committed while a store is pending")
 	release.Do(func() { close(s.hold) })
 	requireCommitted(t, f.ledger, 60)
-	_, _, violations := f.ledger.snapshot()
+	stored, _, violations := f.ledger.snapshot()
 	require.Empty(t, violations)
+	require.Equal(t, seqs(0, 60), stored)
+	require.Less(t, s.attempts.Load(), int64(12), "the batches that waited are stored together")
 }
 
 func TestConfigRejectsASinkWithoutOpen(t *testing.T) {
