@@ -53,8 +53,8 @@ type Config struct {
 // RegisterFlags registers the processor.* and detect.* flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GroupID, "processor.group", "sensorflow-processor", "Kafka consumer group of the processors; processors in one group split the partitions.")
-	fs.IntVar(&c.BatchSize, "processor.batch-size", 2000, "Most readings per batch (one sink write and one offset commit per batch).")
-	fs.DurationVar(&c.Linger, "processor.linger", 0, "Longest wait to fill a batch after its first reading (0: adaptive, process what is in hand as soon as no reading waits; batches grow while the sinks are busy).")
+	fs.IntVar(&c.BatchSize, "processor.batch-size", 2000, "Most readings per batch scored at once; batches that waited for the sinks are stored together, up to 4 times this in one write.")
+	fs.DurationVar(&c.Linger, "processor.linger", 0, "Longest wait to fill a batch after its first reading (0: adaptive, score what is in hand as soon as no reading waits; batches grow while detection is busy, or once 16 batches wait for the sinks).")
 	fs.DurationVar(&c.DrainTimeout, "processor.drain-timeout", 20*time.Second, "On shutdown, how long to keep trying to store and commit the batch in hand.")
 	fs.DurationVar(&c.CheckpointInterval, "processor.checkpoint-interval", 5*time.Second, "How often the detector state of the devices scored meanwhile is written to the state topic (-kafka.state-topic); offsets are committed at each checkpoint, so a crash re-reads at most this much (0: no checkpoints, offsets committed every batch, and series start over after a restart or rebalance).")
 	fs.BoolVar(&c.IncidentsOff, "incidents.off", false, "Publish every device alert straight to the alerts topic, without grouping alerts into site incidents (outage, site_wide).")
