@@ -418,7 +418,7 @@ func serverCPU() map[string]time.Duration {
 		dir = ".services"
 	}
 	out := map[string]time.Duration{}
-	for _, name := range []string{"cassandra", "kafka"} {
+	for _, name := range []string{"cassandra", "kafka", "mosquitto"} {
 		b, err := os.ReadFile(filepath.Join(dir, "run", name+".pid"))
 		if err != nil {
 			continue
