@@ -90,6 +90,7 @@ func (b *Bridge) forward(ctx context.Context) error {
 		return err
 	}
 	defer w.Close()
+	kafkax.Warm(ctx, w, b.log, b.cfg.Kafka.ReadingsTopic, b.cfg.Kafka.DeadLetterTopic)
 
 	// Writes outlive ctx by DrainTimeout so the batch in hand can finish.
 	drainCtx, cancelDrain := batch.Drain(ctx, b.cfg.DrainTimeout)

@@ -28,6 +28,7 @@ func (p *Processor) consume(ctx context.Context) error {
 		return err
 	}
 	defer w.Close()
+	kafkax.Warm(ctx, w, p.log, p.cfg.Kafka.RawAlerts(), p.cfg.Kafka.AlertsTopic, p.cfg.Kafka.DeadLetterTopic)
 	var ck *checkpoints
 	var stateW *kafka.Writer
 	if p.cfg.checkpointing() {

@@ -35,6 +35,7 @@ func (p *Processor) groupIncidents(ctx context.Context) error {
 		return err
 	}
 	defer w.Close()
+	kafkax.Warm(ctx, w, p.log, p.cfg.Kafka.AlertsTopic)
 	drainCtx, cancelDrain := batch.Drain(ctx, p.cfg.DrainTimeout)
 	defer cancelDrain()
 

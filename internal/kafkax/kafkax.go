@@ -350,3 +350,32 @@ func WriteAll(ctx context.Context, w *kafka.Writer, msgs []kafka.Message, log *s
 		return err
 	}, onErr)
 }
+
+// Warm opens w's connections: the cluster's metadata and a connection to
+// the leader of every partition of topics, so that the first write does
+// not pay for them (the first alert after a start is as quick as the
+// next). Best effort, in the background: on an error the first write
+// connects by itself, as it would have.
+func Warm(ctx context.Context, w *kafka.Writer, log *slog.Logger, topics ...string) {
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		cl := &kafka.Client{Addr: w.Addr, Transport: w.Transport}
+		md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+		if err != nil {
+			log.Debug("kafka writer not warmed", "topics", topics, "err", err)
+			return
+		}
+		req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+		for _, t := range md.Topics {
+			for _, p := range t.Partitions {
+				req.Topics[t.Name] = append(req.Topics[t.Name], kafka.LastOffsetOf(p.ID))
+			}
+		}
+		if len(req.Topics) > 0 {
+			if _, err := cl.ListOffsets(ctx, req); err != nil {
+				log.Debug("kafka writer not warmed", "topics", topics, "err", err)
+			}
+		}
+	}()
+}

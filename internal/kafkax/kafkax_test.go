@@ -6,12 +6,14 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sensorflow/sensorflow/internal/kafkax"
 	"github.com/sensorflow/sensorflow/internal/sensor"
@@ -191,4 +193,41 @@ func TestAwaitTopicsAndWriteAll(t *testing.T) {
 		r.Close()
 	}
 	require.Equal(t, 30, total, "every message once: the refused part rewritten, the rest not")
+}
+
+// Warm asks the leaders of every partition of the writer's topics for
+// their offsets: the connections the first write needs are open before it.
+func TestWarmConnectsToEveryPartitionLeader(t *testing.T) {
+	cluster, brokers := testenv.EmbeddedKafka(t)
+	c := defaults(t)
+	id := testenv.Unique("kw")
+	c.Brokers, c.Partitions = brokers, 3
+	c.ReadingsTopic, c.AlertsTopic, c.DeadLetterTopic = id+".r", id+".a", id+".d"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, c.AwaitTopics(ctx, quiet))
+	var mu sync.Mutex
+	asked := map[int32]bool{}
+	cluster.ControlKey(kmsg.ListOffsets.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, tp := range req.(*kmsg.ListOffsetsRequest).Topics {
+			if tp.Topic == c.AlertsTopic {
+				for _, p := range tp.Partitions {
+					asked[p.Partition] = true
+				}
+			}
+		}
+		return nil, nil, false // observe only
+	})
+	w, err := c.Writer(100, 0)
+	require.NoError(t, err)
+	defer w.Close()
+	kafkax.Warm(ctx, w, quiet, c.AlertsTopic)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(asked) == 3
+	}, 20*time.Second, 10*time.Millisecond, "every partition's leader asked")
 }
