@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -54,7 +55,20 @@ func (p *Processor) groupIncidents(ctx context.Context) error {
 			}
 		}
 	}()
-	st := &incidentStage{p: p, g: incident.New(p.cfg.Incidents), r: r, w: w, topic: topic, done: map[int]int64{}, committed: map[int]int64{}}
+	st := &incidentStage{p: p, g: incident.New(p.cfg.Incidents), r: r, w: w, topic: topic, done: map[int]int64{}, committed: map[int]int64{},
+		toStore: make(chan storeJob, storeQueue)}
+	// The storer stores each flush's events and then commits its offsets,
+	// in order, while this loop goes on deciding: an alert that arrives
+	// meanwhile waits for no store and no commit.
+	storerDone := make(chan struct{})
+	go func() {
+		defer close(storerDone)
+		st.store(drainCtx)
+	}()
+	defer func() {
+		close(st.toStore)
+		<-storerDone
+	}()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	in := make([]kafka.Message, 0, 1000)
@@ -89,7 +103,7 @@ func (p *Processor) groupIncidents(ctx context.Context) error {
 				out, dead = st.observe(&in[i], now, out, dead)
 			}
 		}
-		if err := st.flush(drainCtx, out, dead); err != nil {
+		if !st.flush(drainCtx, out, dead) {
 			return nil // drain time over at shutdown; nothing held or unstored was committed
 		}
 		p.m.incidentsOpen.Set(float64(st.g.Open()))
@@ -105,8 +119,46 @@ type incidentStage struct {
 	w     *kafka.Writer
 	topic string
 	// done: per partition, the offset of the last message taken in;
-	// committed: the last offset committed.
+	// committed: the last offset handed to the storer to commit.
 	done, committed map[int]int64
+	toStore         chan storeJob
+	failed          atomic.Bool // the storer gave up (drain time over)
+}
+
+// storeJob is what one flush leaves to the storer: events to store, then
+// offsets to commit.
+type storeJob struct {
+	b      sink.Batch
+	commit []kafka.Message
+}
+
+// store stores and commits the jobs of toStore in order until it is
+// closed. After a failed store (ctx ended) it commits nothing more.
+func (st *incidentStage) store(ctx context.Context) {
+	p := st.p
+	for job := range st.toStore {
+		if st.failed.Load() {
+			continue
+		}
+		if len(job.b.Alerts) > 0 {
+			if err := p.sinks.Write(ctx, job.b); err != nil {
+				st.failed.Store(true)
+				continue
+			}
+		}
+		if len(job.commit) == 0 {
+			continue
+		}
+		if err := st.r.CommitMessages(ctx, job.commit...); err != nil {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				st.failed.Store(true)
+				continue
+			}
+			// Decided and stored; after a restart the events are read again
+			// and published once more, with the same ids.
+			p.log.Warn("committing raw alert offsets failed", "err", err)
+		}
+	}
 }
 
 // observe takes in one message of the raw alerts topic.
@@ -152,7 +204,7 @@ func (st *incidentStage) deadLetter(m *kafka.Message, err error) kafka.Message {
 }
 
 // flush publishes and stores the decisions, then commits what it may.
-func (st *incidentStage) flush(ctx context.Context, out []incident.Out, dead []kafka.Message) error {
+func (st *incidentStage) flush(ctx context.Context, out []incident.Out, dead []kafka.Message) bool {
 	p := st.p
 	msgs := dead
 	var b sink.Batch
@@ -175,12 +227,7 @@ func (st *incidentStage) flush(ctx context.Context, out []incident.Out, dead []k
 	}
 	if len(msgs) > 0 {
 		if err := kafkax.WriteAll(ctx, st.w, msgs, p.log, "writing alerts to kafka", nil); err != nil {
-			return err
-		}
-	}
-	if len(b.Alerts) > 0 {
-		if err := p.sinks.Write(ctx, b); err != nil {
-			return err
+			return false
 		}
 	}
 	// Commit below the oldest held alert of each partition.
@@ -195,22 +242,13 @@ func (st *incidentStage) flush(ctx context.Context, out []incident.Out, dead []k
 		}
 		commit = append(commit, kafka.Message{Topic: st.topic, Partition: part, Offset: off})
 	}
-	if len(commit) == 0 {
-		return nil
-	}
-	if err := st.r.CommitMessages(ctx, commit...); err != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return err
-		}
-		// Decided and stored; after a restart the events are read again
-		// and published once more, with the same ids.
-		p.log.Warn("committing raw alert offsets failed", "err", err)
-		return nil
-	}
 	for _, m := range commit {
 		st.committed[m.Partition] = m.Offset
 	}
-	return nil
+	if len(b.Alerts) > 0 || len(commit) > 0 {
+		st.toStore <- storeJob{b: b, commit: commit}
+	}
+	return !st.failed.Load()
 }
 
 // alertKey keys an alert on the alerts topic: the device, or for an

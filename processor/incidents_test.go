@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/sensorflow/sensorflow/internal/sensor"
 	"github.com/sensorflow/sensorflow/processor/detect"
 	"github.com/sensorflow/sensorflow/processor/incident"
+	"github.com/sensorflow/sensorflow/processor/sink"
 )
 
 // fleetReadings plays devices d0..d(n-1) of site-1, one reading a second
@@ -318,4 +320,69 @@ func TestForeignRawAlertsAreDeadLettered(t *testing.T) {
 	require.Contains(t, details[2], sensor.ReasonInvalidID)
 	require.Contains(t, details[3], "census counts -1 devices")
 	require.Equal(t, 1.0, testutil.ToFloat64(p.m.rejected.WithLabelValues(sensor.ReasonInvalidID)))
+}
+
+// holdAlerts holds the first write of alert events alone (the incidents
+// stage's) until hold is closed.
+type holdAlerts struct {
+	*testSink
+	once          sync.Once
+	entered, hold chan struct{}
+}
+
+func (s *holdAlerts) Write(ctx context.Context, b sink.Batch) error {
+	if len(b.Alerts) > 0 && len(b.Readings) == 0 {
+		s.once.Do(func() {
+			close(s.entered)
+			<-s.hold
+		})
+	}
+	return s.testSink.Write(ctx, b)
+}
+
+// The incidents stage publishes an alert while the store of an earlier one
+// is held: its stores and commits follow its decisions, in order, without
+// delaying them. The raw alerts are committed only once stored.
+func TestIncidentAlertsDoNotWaitForTheStore(t *testing.T) {
+	hs := &holdAlerts{testSink: &testSink{l: newLedger()}, entered: make(chan struct{}), hold: make(chan struct{})}
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(hs.hold) }) })
+	f := newFixture(t, hs.testSink)
+	f.cfg.Sinks = []sink.Spec{sink.Fixed("test", hs)}
+	f.cfg.Incidents.Window, f.cfg.Incidents.Hold = 2*time.Second, time.Second
+	p, _, _ := f.start(t)
+	t0 := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	var msgs []kafka.Message
+	for sec := range 60 {
+		for d, spikeAt := range []int{40, 50} {
+			dev := fmt.Sprintf("d%d", d)
+			v := 20 + float64((sec*7+d)%5)/10
+			if sec == spikeAt {
+				v = 500
+			}
+			r := sensor.Reading{DeviceID: dev, Site: "site-1", TS: t0.Add(time.Duration(sec) * time.Second), Seq: int64(sec), Metrics: map[string]float64{"temperature": v}}
+			msgs = append(msgs, kafka.Message{Key: []byte(dev), Value: r.AppendJSON(nil)})
+		}
+	}
+	f.produceMessages(t, msgs)
+	<-hs.entered // d0's alert is held in the store
+	f.alertsUntil(t, func(as []sensor.Alert) bool {
+		for _, a := range as {
+			if a.DeviceID == "d1" && a.State == sensor.StateOpen {
+				return true
+			}
+		}
+		return false
+	})
+	raw := testutil.ToFloat64(p.m.grouped.WithLabelValues("published"))
+	require.GreaterOrEqual(t, raw, 2.0, "both alerts published while the first store is held")
+	release.Do(func() { close(hs.hold) })
+	require.Eventually(t, func() bool {
+		for _, a := range hs.l.alertsSnapshot() {
+			if a.DeviceID == "d1" {
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 20*time.Millisecond, "d1's alert stored once the store is released")
 }
