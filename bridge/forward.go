@@ -36,6 +36,8 @@ func (b *Bridge) forward(ctx context.Context) error {
 		return err
 	}
 	opts.SetAutoAckDisabled(true)
+	var acks mqttx.Acks
+	acks.Attach(opts)
 	// The broker keeps the session; a copy of every unacknowledged message
 	// in paho's memory store would only cost time.
 	opts.SetStore(noStore{})
@@ -43,6 +45,7 @@ func (b *Bridge) forward(ctx context.Context) error {
 	// returns: route such messages to the same queue.
 	opts.SetDefaultPublishHandler(enqueue)
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
+		acks.Connected()
 		b.m.connected.Set(1)
 		b.m.connects.Inc()
 		// No callback: every message goes to the default handler (enqueue),
@@ -61,6 +64,7 @@ func (b *Bridge) forward(ctx context.Context) error {
 		}()
 	})
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		acks.Lost()
 		b.mqttUp.Store(false)
 		b.m.connected.Set(0)
 		b.log.Warn("mqtt connection lost", "err", err)
@@ -114,9 +118,7 @@ func (b *Bridge) forward(ctx context.Context) error {
 			return nil
 		}
 		// MQTT 3.1.1 wants PUBACKs in arrival order: ack from the head.
-		for _, m := range bt.in {
-			m.Ack()
-		}
+		acks.Ack(bt.in)
 		b.m.unacked.Set(0)
 	}
 	return nil
