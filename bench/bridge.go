@@ -163,12 +163,7 @@ func (b *bench) bridge(ctx context.Context) error {
 		Note: "user+system CPU of the bridge process per message forwarded"})
 	b.add(result{Section: "bridge", Name: "peak RSS", Value: float64(peak) / (1 << 20), Unit: "MiB"})
 	// The round the bridge did best in explains its ratio.
-	bi := 0
-	for i := range rate {
-		if rate[i] > rate[bi] {
-			bi = i
-		}
-	}
+	bi := bestRound(rate)
 	pl, fw := shares[bi][0], shares[bi][1]
 	b.add(result{Section: "bridge", Name: "machine CPU per message, plain subscriber", Value: pl.total(), Unit: "µs",
 		Note: fmt.Sprintf("Mosquitto %.1f + publishers and subscriber %.1f µs per message; machine %.0f%% busy", pl.broker, pl.clients, 100*pl.busy)})
@@ -176,6 +171,17 @@ func (b *bench) bridge(ctx context.Context) error {
 		Note: fmt.Sprintf("Mosquitto %.1f + publishers %.1f + the bridge %.1f + Kafka %.1f µs per message; machine %.0f%% busy. With the machine saturated in both runs, the bridge's rate can reach at most the plain subscriber's CPU per message ÷ this one = %.3f of the ceiling",
 			fw.broker, fw.clients, fw.bridge, fw.kafka, 100*fw.busy, pl.total()/fw.total())})
 	return nil
+}
+
+// bestRound is the index of the highest of vs (0 when empty).
+func bestRound(vs []float64) int {
+	bi := 0
+	for i := range vs {
+		if vs[i] > vs[bi] {
+			bi = i
+		}
+	}
+	return bi
 }
 
 func lowest(vs []float64) float64 {

@@ -383,12 +383,7 @@ func (b *bench) cassandra(ctx context.Context) error {
 		Note: fmt.Sprintf("%d readings (2 rows each) per round, best of %d; ceiling: a plain gocql loop of the sink's prepared INSERT, %d in flight; per round, processor ÷ the plain loop run just before it: %s (Cassandra's own rate moves from round to round, so best ÷ best can pair a slow processor round with a fast ceiling)", n, b.cfg.rounds, concurrency, pairedRatios(rate, ceil))})
 	b.add(result{Section: "cassandra", Name: "CPU per reading (Cassandra)", Value: lowest(cpuPer), Unit: "µs"})
 	// The round the processor did best in explains its ratio.
-	bi := 0
-	for i := range rate {
-		if rate[i] > rate[bi] {
-			bi = i
-		}
-	}
+	bi := bestRound(rate)
 	pl, pr := shares[bi][0], shares[bi][1]
 	b.add(result{Section: "cassandra", Name: "machine CPU per row, plain loop", Value: pl.total(), Unit: "µs",
 		Note: fmt.Sprintf("Cassandra %.1f + the gocql loop %.1f µs per row; machine %.0f%% busy", pl.cassandra, pl.client, 100*pl.busy)})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sensorflow/sensorflow/internal/kafkax"
@@ -148,9 +149,9 @@ func TestWriterSplitsLargeBatchesOnARealBroker(t *testing.T) {
 	require.NoError(t, w.WriteMessages(ctx, msgs...))
 }
 
-// AwaitTopics creates the three topics with their partitions and is
-// idempotent; WriteAll rewrites only what Kafka refused.
-func TestAwaitTopicsAndWriteAll(t *testing.T) {
+// embeddedTopics starts the embedded broker and creates a config's three
+// topics there, with three partitions each.
+func embeddedTopics(t *testing.T) (*kfake.Cluster, string, kafkax.Config) {
 	cluster, brokers := testenv.EmbeddedKafka(t)
 	c := defaults(t)
 	id := testenv.Unique("kx")
@@ -159,6 +160,15 @@ func TestAwaitTopicsAndWriteAll(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	require.NoError(t, c.AwaitTopics(ctx, quiet))
+	return cluster, brokers, c
+}
+
+// AwaitTopics creates the three topics with their partitions and is
+// idempotent; WriteAll rewrites only what Kafka refused.
+func TestAwaitTopicsAndWriteAll(t *testing.T) {
+	cluster, brokers, c := embeddedTopics(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	require.NoError(t, c.AwaitTopics(ctx, quiet), "existing topics are fine")
 	cl, err := c.Client()
 	require.NoError(t, err)
@@ -198,14 +208,9 @@ func TestAwaitTopicsAndWriteAll(t *testing.T) {
 // Warm asks the leaders of every partition of the writer's topics for
 // their offsets: the connections the first write needs are open before it.
 func TestWarmConnectsToEveryPartitionLeader(t *testing.T) {
-	cluster, brokers := testenv.EmbeddedKafka(t)
-	c := defaults(t)
-	id := testenv.Unique("kw")
-	c.Brokers, c.Partitions = brokers, 3
-	c.ReadingsTopic, c.AlertsTopic, c.DeadLetterTopic = id+".r", id+".a", id+".d"
+	cluster, _, c := embeddedTopics(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	require.NoError(t, c.AwaitTopics(ctx, quiet))
 	var mu sync.Mutex
 	asked := map[int32]bool{}
 	cluster.ControlKey(kmsg.ListOffsets.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
