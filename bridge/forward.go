@@ -64,7 +64,6 @@ func (b *Bridge) forward(ctx context.Context) error {
 		}()
 	})
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-		acks.Lost()
 		b.mqttUp.Store(false)
 		b.m.connected.Set(0)
 		b.log.Warn("mqtt connection lost", "err", err)

@@ -203,7 +203,8 @@ func (st *incidentStage) deadLetter(m *kafka.Message, err error) kafka.Message {
 	return kafkax.DeadLetter(st.p.cfg.Kafka.DeadLetterTopic, m.Key, m.Topic, m.Value, rej, m.Time)
 }
 
-// flush publishes and stores the decisions, then commits what it may.
+// flush publishes the decisions, then hands storing them and committing
+// what it may to the storer; false once the storer gave up (shutdown).
 func (st *incidentStage) flush(ctx context.Context, out []incident.Out, dead []kafka.Message) bool {
 	p := st.p
 	msgs := dead

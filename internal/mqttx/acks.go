@@ -13,17 +13,21 @@ import (
 // order. paho passes each acknowledgement through three goroutines on its
 // way out, which at tens of thousands of messages a second costs the
 // bridge more CPU than the acknowledgements themselves. For a connection
-// paho opened itself (websockets), or while the client is not connected,
-// Ack falls back to paho's own, one message at a time: an acknowledgement
-// that does not arrive only makes the broker deliver the message again.
+// paho opened itself (websockets), before the first CONNACK, or once the
+// current connection is closed (lost, until the next CONNACK), Ack falls
+// back to paho's own, one message at a time: an acknowledgement that does
+// not arrive only makes the broker deliver the message again.
 type Acks struct {
 	mu        sync.Mutex
 	next, cur *bufferedConn
 }
 
 // Attach makes a's connections those o opens; call it on the options
-// before the client connects, and Connected and Lost from the client's
-// connect and connection-lost handlers.
+// before the client connects, and Connected from the client's connect
+// handler. (No handler is needed for a lost connection: paho closes it, and
+// a write to a closed connection fails. paho runs its connection-lost
+// handler in a goroutine of its own, which may come after the next
+// connect handler.)
 func (a *Acks) Attach(o *mqtt.ClientOptions) {
 	open := o.CustomOpenConnectionFn
 	if open == nil {
@@ -48,19 +52,13 @@ func (a *Acks) Connected() {
 	a.mu.Unlock()
 }
 
-// Lost marks the client disconnected.
-func (a *Acks) Lost() {
-	a.mu.Lock()
-	a.cur = nil
-	a.mu.Unlock()
-}
-
 // Direct reports whether acknowledgements go straight to the connection
 // now (false: through paho).
 func (a *Acks) Direct() bool {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.cur != nil
+	c := a.cur
+	a.mu.Unlock()
+	return c != nil && c.open()
 }
 
 // Ack acknowledges msgs, QoS 1 messages received by the client, in order.

@@ -63,6 +63,13 @@ func (c *bufferedConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// open reports whether writes may still succeed.
+func (c *bufferedConn) open() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err == nil
+}
+
 // flush sends what is pending.
 func (c *bufferedConn) flush() error {
 	c.wmu.Lock()
@@ -89,9 +96,15 @@ func (c *bufferedConn) flush() error {
 	return err
 }
 
-// Close sends what is pending (a DISCONNECT, typically) first.
+// Close sends what is pending (a DISCONNECT, typically) first. Writes
+// after it fail.
 func (c *bufferedConn) Close() error {
 	_ = c.flush()
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = net.ErrClosed
+	}
+	c.mu.Unlock()
 	return c.Conn.Close()
 }
 
