@@ -78,7 +78,7 @@ type decoder struct {
 
 func (d *decoder) take(n int) []byte {
 	if d.err != nil || len(d.b) < n {
-		d.err = errors.New("detector state: truncated")
+		d.fail("detector state: truncated") // an earlier error stays the one reported
 		return make([]byte, n)
 	}
 	out := d.b[:n]
@@ -99,7 +99,7 @@ func (d *decoder) varint() int64 {
 	}
 	x, n := binary.Varint(d.b)
 	if n <= 0 {
-		d.err = errors.New("detector state: bad integer")
+		d.fail("detector state: bad integer")
 		return 0
 	}
 	d.b = d.b[n:]
@@ -109,7 +109,7 @@ func (d *decoder) i64(v *int64) { *v = d.varint() }
 func (d *decoder) i32(v *int32) {
 	x := d.varint()
 	if x != int64(int32(x)) {
-		d.err = errors.New("detector state: integer out of range")
+		d.fail("detector state: integer out of range")
 	}
 	*v = int32(x)
 }
@@ -121,7 +121,7 @@ func (d *decoder) str(v *string) {
 	}
 	n, k := binary.Uvarint(d.b)
 	if k <= 0 || n > uint64(len(d.b)-k) {
-		d.err = errors.New("detector state: bad string")
+		d.fail("detector state: bad string")
 		return
 	}
 	*v = string(d.b[k : k+int(n)])

@@ -1,6 +1,8 @@
 package detect
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"reflect"
@@ -265,4 +267,42 @@ func TestStateSize(t *testing.T) {
 	per := total / series
 	t.Logf("checkpoint: %d bytes per series", per)
 	require.Less(t, per, 1024, fmt.Sprintf("%d bytes per series", per))
+}
+
+// A record whose fields decode out of their range is refused as a whole:
+// the sustained scorer's wait, and an onset time beyond 32 bits.
+func TestRestoreRefusesFieldsOutOfRange(t *testing.T) {
+	fresh := func(t *testing.T) (*Detector, *Series) {
+		d := New(stateConfig())
+		observeAll(d, stateFleet()[:600])
+		for k, s := range d.series {
+			if k.device == "a" {
+				return d, s
+			}
+		}
+		t.Fatal("no series of device a")
+		return nil, nil
+	}
+
+	d, s := fresh(t)
+	s.smWait = -1
+	st, _ := d.AppendDeviceState(nil, "a", "s1")
+	r := New(stateConfig())
+	_, err := r.RestoreDevice("a", st)
+	require.ErrorContains(t, err, "sustained scorer's wait out of range")
+	require.Zero(t, r.Series())
+
+	d, s = fresh(t)
+	const marker = 0xFEDCBA98
+	s.onsetSec[0] = marker
+	st, _ = d.AppendDeviceState(nil, "a", "s1")
+	from, to := binary.AppendVarint(nil, marker), binary.AppendVarint(nil, 1<<33)
+	require.Len(t, to, len(from), "the same length keeps the rest of the record in place")
+	require.Equal(t, 1, bytes.Count(st, from), "the marker once")
+	i := bytes.Index(st, from)
+	require.GreaterOrEqual(t, i, 0)
+	copy(st[i:], to)
+	_, err = r.RestoreDevice("a", st)
+	require.ErrorContains(t, err, "onset time out of range")
+	require.Zero(t, r.Series())
 }
