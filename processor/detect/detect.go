@@ -73,7 +73,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ResolveAfter, "detect.resolve-after", d.ResolveAfter, "Consecutive readings below -detect.resolve-score that resolve an alert.")
 	fs.Float64Var(&c.Z, "detect.z", d.Z, "Spreads from the level beyond which a value is clipped before it updates the baseline; also the half-width of an alert's expected range.")
 	fs.Float64Var(&c.AlphaMin, "detect.alpha", d.AlphaMin, "Smallest weight of a new reading in the level and spread estimates (smaller: slower baseline, catches slower drift).")
-	fs.IntVar(&c.StuckAfter, "detect.stuck-after", d.StuckAfter, "Identical consecutive readings that make a stuck-sensor alert (0: off).")
+	fs.IntVar(&c.StuckAfter, "detect.stuck-after", d.StuckAfter, "Identical consecutive readings that make a stuck-sensor alert, on a series whose value changes at every reading; a coarse one that repeats its values needs up to twice as many (0: off).")
 	fs.BoolVar(&c.Extremes, "detect.extremes", d.Extremes, "Alert on values, short-run levels and sustained rises or falls beyond anything a series has shown, once it has been watched for two days.")
 	fs.DurationVar(&c.ReopenWithin, "detect.reopen-within", d.ReopenWithin, "An alert that resolves and would reopen within this time (of the readings' clock) stays one open alert; its resolve event waits that long (0: resolve at once).")
 	fs.IntVar(&c.MaxAlertsPerHour, "detect.max-alerts-per-hour", d.MaxAlertsPerHour, "Ceiling on alert openings per device and hour; past it alerts are held back and one summary alert (kind ceiling) says how many (0: none).")

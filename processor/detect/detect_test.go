@@ -765,6 +765,41 @@ func TestStuckAdaptsToSeriesThatRepeatThemselves(t *testing.T) {
 	require.Equal(t, sensor.StateOpen, out[0].State)
 }
 
+func TestStuckWaitsLongerOnACoarseSensor(t *testing.T) {
+	// A coarse flow sensor reads whole units and holds each for 1.6
+	// readings on average; early in its life, before its longest run is
+	// known, it holds one value for 35 readings. That is its usual run
+	// times 22, not stuck; 100 readings are (TestStuckAdaptsToSeriesThatRepeatThemselves
+	// covers a series past its first long run).
+	var v []float64
+	coarse := func(n int) {
+		for i := range n {
+			for range []int{1, 1, 2, 1, 3}[i%5] {
+				v = append(v, float64(31+i%3))
+			}
+		}
+	}
+	hold := func(x float64, n int) {
+		for range n {
+			v = append(v, x)
+		}
+	}
+	stuck := func() (s []sensor.Alert) {
+		for _, a := range feed(DefaultConfig(), v) {
+			if a.Kind == KindStuck && a.State == sensor.StateOpen {
+				s = append(s, a)
+			}
+		}
+		return s
+	}
+	coarse(40)
+	hold(32, 35)
+	coarse(200)
+	require.Empty(t, stuck(), "a long run of a coarse sensor")
+	hold(30, 100)
+	require.Len(t, stuck(), 1, "stuck for 100 readings")
+}
+
 func TestStuckLearnsARestingValue(t *testing.T) {
 	// A device that rests at 0 for 100 readings between bursts of
 	// activity: the first rest is reported, the later ones at the same

@@ -97,15 +97,19 @@ func (s *Series) zscore(cfg *Config, raw, v float64) Finding {
 }
 
 // stuck scores 1 when a series that used to move repeats the same value
-// StuckAfter times, and twice as often as its longest run of one value
-// before (a series that often repeats itself is not stuck at its usual
-// run). While the value stays, the finding holds the alert open without
-// scoring again, so the score marks the onset.
+// StuckAfter times its usual run (at most twice StuckAfter), and twice as
+// often as its longest run of one value before (a series that often
+// repeats itself is not stuck at its usual run). The usual run counts
+// while the longest is still being learned: a coarse sensor that holds
+// each value for two readings on average needs twice as many before its
+// first long run is known. While the value stays, the finding holds the
+// alert open without scoring again, so the score marks the onset.
 func (s *Series) stuck(cfg *Config, v float64) Finding {
 	if cfg.StuckAfter == 0 || !s.moved || v != s.raw {
 		return Finding{Kind: KindStuck}
 	}
-	at := max(cfg.StuckAfter, 2*int(s.maxRun))
+	usual := min(2, 1/(1-float64(s.repeats)/65536))
+	at := max(int(math.Ceil(float64(cfg.StuckAfter)*usual)), 2*int(s.maxRun))
 	switch n := int(s.run) + 1; {
 	case n < at:
 		return Finding{Kind: KindStuck}
@@ -120,6 +124,20 @@ func (s *Series) stuck(cfg *Config, v float64) Finding {
 		return Finding{Score: 1, Kind: KindStuck, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
 	}
 	return Finding{Kind: KindStuck, Hold: true}
+}
+
+// learnRepeats folds a finished run of s.run readings into the rate at
+// which a reading repeats the previous value: its s.run-1 repeats, then
+// the change that ended it, each with weight a. The rate leaves out the
+// run in progress, so a stuck sensor does not raise its own bar.
+func (s *Series) learnRepeats(a float64) {
+	r := float64(s.repeats) / 65536
+	if s.run > 1 {
+		k := math.Pow(1-a, float64(s.run-1))
+		r = k*r + 1 - k
+	}
+	r *= 1 - a
+	s.repeats = uint16(min(r*65536, 65535))
 }
 
 // limit scores 1 outside the metric's static limits.

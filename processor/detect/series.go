@@ -81,6 +81,7 @@ type Series struct {
 	tailK       int8             // 1 + the highest edge the previous raw z reached (0: none)
 	onsetI      int8             // where the next onset goes in onsetSec and onsetEdge
 	onsetEdge   [onsetsKept]int8 // their highest edges
+	repeats     uint16           // how often a reading repeats the previous value, of 65,536 (finished runs only)
 }
 
 // Observe updates the series with value v at ts and returns the strongest
@@ -233,6 +234,7 @@ func (s *Series) update(cfg *Config, raw, v float64) {
 			// A run that made a stuck alert is not the series' habit.
 			if !s.stuckRun {
 				s.maxRun = max(s.maxRun, s.run)
+				s.learnRepeats(a)
 			}
 			s.stuckRun = false
 			s.run = 1

@@ -17,7 +17,7 @@ import (
 // keeps (a field added, removed or read differently): RestoreDevice
 // refuses a state of another version with ErrStateVersion, and the caller
 // discards it, so an older state is never misread.
-const StateVersion = 9
+const StateVersion = 10
 
 // ErrStateVersion: the state was written by another detector version.
 var ErrStateVersion = errors.New("detector state of another version")
@@ -189,6 +189,13 @@ func (s *Series) state(c codec) {
 		w = 0
 	}
 	s.smWait = int16(w)
+	r := int32(s.repeats)
+	c.i32(&r)
+	if r < 0 || r > math.MaxUint16 {
+		c.fail("detector state: repeat rate out of range")
+		r = 0
+	}
+	s.repeats = uint16(r)
 }
 
 // state lists the fields of a device's multivariate record.

@@ -182,7 +182,7 @@ func TestStateCoversTheSeriesLayout(t *testing.T) {
 		"device":     fields(device{}),
 	}
 	want := map[string]string{
-		"Series":     "cfg *detect.Config, n int64, mean float64, varc float64, last float64, raw float64, dvar float64, lastTS int64, stuckVal float64, prevLevel float64, alert detect.alertState, budget *detect.budget, season detect.season, extremes detect.extremes, rn int64, rmean float64, rvar float64, v2z float32, v2 float32, v2m float32, v2v float32, s2 float32, s2m float32, s2v float32, smM float32, smV float32, lmean float32, lvar float32, lshort float32, lsvar float32, cadence float32, run int32, out int32, maxRun int32, quiet int32, long float32, rz float32, ev float32, tail [8]float32, onsetSec [6]uint32, smWait int16, v2armed bool, smArmed bool, inDevice bool, stuckRun bool, stuckSeen bool, moved bool, shifted bool, hasPrev bool, tailK int8, onsetI int8, onsetEdge [6]int8",
+		"Series":     "cfg *detect.Config, n int64, mean float64, varc float64, last float64, raw float64, dvar float64, lastTS int64, stuckVal float64, prevLevel float64, alert detect.alertState, budget *detect.budget, season detect.season, extremes detect.extremes, rn int64, rmean float64, rvar float64, v2z float32, v2 float32, v2m float32, v2v float32, s2 float32, s2m float32, s2v float32, smM float32, smV float32, lmean float32, lvar float32, lshort float32, lsvar float32, cadence float32, run int32, out int32, maxRun int32, quiet int32, long float32, rz float32, ev float32, tail [8]float32, onsetSec [6]uint32, smWait int16, v2armed bool, smArmed bool, inDevice bool, stuckRun bool, stuckSeen bool, moved bool, shifted bool, hasPrev bool, tailK int8, onsetI int8, onsetEdge [6]int8, repeats uint16",
 		"device":     "set uint64, n int64, lmean float64, lvar float64, last float64, alert detect.alertState, contributors []sensor.Contributor, other int32",
 		"alertState": "open bool, fall bool, pace bool, below int32, startedAt time.Time, id string, kind string, severity string, low float64, high float64, peak float64, quietSince int64, quietV float64, muted bool",
 		"season":     "slot [96]float32, known [2]uint64, nknown int32, last float32, on bool, first int64, ref float64, sum float64, varRaw float64, varDeso float64, level float64, nlevel int64, hold int64",
@@ -304,5 +304,18 @@ func TestRestoreRefusesFieldsOutOfRange(t *testing.T) {
 	copy(st[i:], to)
 	_, err = r.RestoreDevice("a", st)
 	require.ErrorContains(t, err, "onset time out of range")
+	require.Zero(t, r.Series())
+
+	d, s = fresh(t)
+	const repeats = 0xFEDC
+	s.repeats = repeats
+	st, _ = d.AppendDeviceState(nil, "a", "s1")
+	from, to = binary.AppendVarint(nil, repeats), binary.AppendVarint(nil, 1<<16+5)
+	require.Len(t, to, len(from))
+	require.Equal(t, 1, bytes.Count(st, from), "the marker once")
+	i = bytes.Index(st, from)
+	copy(st[i:], to)
+	_, err = r.RestoreDevice("a", st)
+	require.ErrorContains(t, err, "repeat rate out of range")
 	require.Zero(t, r.Series())
 }
