@@ -54,8 +54,9 @@ const (
 	// deviceClip bounds a reading's deviation, in spreads, in its
 	// metric's evidence.
 	deviceClip = 10
-	// deviceWarmup: device scores learned before the device may alert.
-	deviceWarmup = 150
+	// deviceWarmupMin: device scores learned before the device may alert,
+	// at least (see deviceWarmup).
+	deviceWarmupMin = 150
 	// deviceResolveZ: the device score's distance from its usual level,
 	// in spreads, below which an open device alert counts towards
 	// resolving.
@@ -186,7 +187,7 @@ func (d *Detector) observeDevice(r *sensor.Reading, names []string, series []*Se
 		dv.n++
 		a := max(1/float64(dv.n), d.cfg.AlphaMin)
 		dd := score - dv.lmean
-		if dv.n > deviceWarmup {
+		if dv.n > d.cfg.deviceWarmup() {
 			b := deviceLearnClip * math.Sqrt(dv.lvar+deviceFloor)
 			dd = min(max(dd, -b), b)
 		}
@@ -195,7 +196,7 @@ func (d *Detector) observeDevice(r *sensor.Reading, names []string, series []*Se
 	}
 	a := &dv.alert
 	if !a.open {
-		if dv.n <= deviceWarmup || dz < d.cfg.DeviceZ {
+		if dv.n <= d.cfg.deviceWarmup() || dz < d.cfg.DeviceZ {
 			return out
 		}
 		dv.contributors = contributors(dv.contributors[:0], names, series)
@@ -234,6 +235,15 @@ func (d *Detector) observeDevice(r *sensor.Reading, names []string, series []*Se
 	}
 	d.open--
 	return append(out, d.deviceEvent(dv, r, sensor.StateResolved))
+}
+
+// deviceWarmup is the number of device scores learned before the device
+// may alert: the metrics' references' whole memory (1/AlphaMin readings),
+// at least deviceWarmupMin. Over a shorter history a slowly wandering
+// metric (a pump's temperature) has not yet shown how far it wanders,
+// and its reference's spread is too narrow.
+func (c *Config) deviceWarmup() int64 {
+	return max(deviceWarmupMin, int64(math.Round(1/c.AlphaMin)))
 }
 
 // metricSet identifies a set of metric names (FNV-1a).
@@ -311,7 +321,7 @@ func deviceScore(dz float64, cfg Config) float64 {
 // alert is open; 0 and false for a device without one.
 func (d *Detector) DeviceScore(device string) (float64, bool) {
 	dv := d.devices[device]
-	if dv == nil || dv.n <= deviceWarmup {
+	if dv == nil || dv.n <= d.cfg.deviceWarmup() {
 		return 0, false
 	}
 	return deviceScore(dv.last, d.cfg), dv.alert.open && !dv.alert.muted

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"maps"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -159,4 +160,31 @@ func TestDeviceMetricSetChanges(t *testing.T) {
 	require.Equal(t, 0, d.OpenAlerts(), "no alert left open")
 	_, open = d.DeviceScore("pump-1")
 	require.False(t, open)
+}
+
+// The device alert waits until its metrics' references have learned over
+// their whole memory (1/-detect.alpha readings, at least 150 device
+// scores): until then the device has no score, and a joint fault just
+// after opens it. (A fault that starts earlier is learned as the device's
+// normal, as every baseline learns what it sees while it warms up.)
+func TestDeviceAlertWaitsForTheReferencesMemory(t *testing.T) {
+	cfg := DefaultConfig()
+	learned := cfg.Warmup + int(math.Round(1/cfg.AlphaMin)) // the series' warm-up, then 200 device scores
+	from := learned + 10
+	rs := pump(900, from, 900, 2)
+	d := New(cfg)
+	opened := -1
+	for i := range rs {
+		evs, _ := d.Observe(&rs[i], nil, nil)
+		if s, _ := d.DeviceScore("pump-1"); i < learned {
+			require.Zero(t, s, "reading %d: no device score yet", i)
+		}
+		for _, e := range evs {
+			if e.Kind == KindDevice && e.State == sensor.StateOpen && opened < 0 {
+				opened = i
+			}
+		}
+	}
+	require.GreaterOrEqual(t, opened, from)
+	require.Less(t, opened, from+60, "opens within a minute of the onset")
 }
