@@ -386,3 +386,66 @@ func TestIncidentAlertsDoNotWaitForTheStore(t *testing.T) {
 		return false
 	}, 20*time.Second, 20*time.Millisecond, "d1's alert stored once the store is released")
 }
+
+// blockAlerts is a sink whose stores of alerts never finish: each waits
+// for its context to end.
+type blockAlerts struct {
+	*testSink
+	once    sync.Once
+	entered chan struct{}
+}
+
+func (s *blockAlerts) Write(ctx context.Context, b sink.Batch) error {
+	if len(b.Alerts) > 0 && len(b.Readings) == 0 {
+		s.once.Do(func() { close(s.entered) })
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return s.testSink.Write(ctx, b)
+}
+
+// At shutdown the incidents stage gives up a store that does not finish
+// within the drain time and commits nothing after it: the next run reads
+// those raw alerts again, publishes them once more with the same ids, and
+// stores them.
+func TestIncidentStoreLeftAtShutdownIsReadAgain(t *testing.T) {
+	bs := &blockAlerts{testSink: &testSink{l: newLedger()}, entered: make(chan struct{})}
+	f := newFixture(t, bs.testSink)
+	f.cfg.Sinks = []sink.Spec{sink.Fixed("test", bs)}
+	f.cfg.Incidents.Window, f.cfg.Incidents.Hold = 2*time.Second, time.Second
+	f.cfg.DrainTimeout = 300 * time.Millisecond
+	_, stop, done := f.start(t)
+	t0 := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	var msgs []kafka.Message
+	for sec := range 60 {
+		v := 20 + float64(sec%5)/10
+		if sec == 40 {
+			v = 500
+		}
+		r := sensor.Reading{DeviceID: "d0", Site: "site-1", TS: t0.Add(time.Duration(sec) * time.Second), Seq: int64(sec), Metrics: map[string]float64{"temperature": v}}
+		msgs = append(msgs, kafka.Message{Key: []byte("d0"), Value: r.AppendJSON(nil)})
+	}
+	f.produceMessages(t, msgs)
+	select {
+	case <-bs.entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the alert never reached the store")
+	}
+	first := f.alertsUntil(t, func(as []sensor.Alert) bool { return len(as) > 0 })
+	stop()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the processor did not stop after its drain time")
+	}
+	require.Empty(t, bs.l.alertsSnapshot(), "nothing stored yet")
+
+	f.cfg.Sinks = []sink.Spec{sink.Fixed("test", bs.testSink)}
+	f.start(t)
+	require.Eventually(t, func() bool { return len(bs.l.alertsSnapshot()) > 0 }, 30*time.Second, 20*time.Millisecond,
+		"the next run stores the alert the first left")
+	stored := bs.l.alertsSnapshot()[0]
+	require.Equal(t, first[0].AlertID, stored.AlertID)
+	require.Equal(t, "d0", stored.DeviceID)
+}
