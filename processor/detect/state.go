@@ -182,20 +182,19 @@ func (s *Series) state(c codec) {
 	for _, f := range []*float32{&s.v2z, &s.v2, &s.v2m, &s.v2v, &s.s2, &s.s2m, &s.s2v, &s.smM, &s.smV, &s.lmean, &s.lvar, &s.lshort, &s.lsvar} {
 		c.f32(f)
 	}
-	w := int32(s.smWait)
-	c.i32(&w)
-	if w < 0 || w > math.MaxInt16 {
-		c.fail("sustained scorer's wait out of range")
-		w = 0
+	s.smWait = int16(bounded(c, int32(s.smWait), math.MaxInt16, "sustained scorer's wait out of range"))
+	s.repeats = uint16(bounded(c, int32(s.repeats), math.MaxUint16, "detector state: repeat rate out of range"))
+}
+
+// bounded codes v, a field kept in fewer than 32 bits, as an int32: one
+// read back outside [0, most] fails the state with msg and reads as 0.
+func bounded(c codec, v, most int32, msg string) int32 {
+	c.i32(&v)
+	if v < 0 || v > most {
+		c.fail(msg)
+		return 0
 	}
-	s.smWait = int16(w)
-	r := int32(s.repeats)
-	c.i32(&r)
-	if r < 0 || r > math.MaxUint16 {
-		c.fail("detector state: repeat rate out of range")
-		r = 0
-	}
-	s.repeats = uint16(r)
+	return v
 }
 
 // state lists the fields of a device's multivariate record.
