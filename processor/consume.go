@@ -353,22 +353,40 @@ const storeQueue = 16
 
 // gather appends to group the batches waiting in ready, up to a total of
 // 4 × -processor.batch-size readings: they go to the sinks in one write.
+// With -processor.store-linger it waits that long after the first for
+// more; without, it takes only what already waits.
 func (p *Processor) gather(group []*work, ready <-chan *work) []*work {
 	n := 0
 	for _, wk := range group {
 		n += len(wk.b.Readings)
 	}
+	var deadline <-chan time.Time // nil: never, so the default below decides
+	if p.cfg.StoreLinger > 0 {
+		t := time.NewTimer(p.cfg.StoreLinger)
+		defer t.Stop()
+		deadline = t.C
+	}
 	for n < 4*p.cfg.BatchSize {
-		select {
-		case wk, ok := <-ready:
-			if !ok {
+		var wk *work
+		var ok bool
+		if deadline != nil {
+			select {
+			case wk, ok = <-ready:
+			case <-deadline:
 				return group
 			}
-			group = append(group, wk)
-			n += len(wk.b.Readings)
-		default:
+		} else {
+			select {
+			case wk, ok = <-ready:
+			default:
+				return group
+			}
+		}
+		if !ok {
 			return group
 		}
+		group = append(group, wk)
+		n += len(wk.b.Readings)
 	}
 	return group
 }

@@ -366,6 +366,26 @@ func TestAlertsDoNotWaitForTheStores(t *testing.T) {
 	require.Less(t, s.attempts.Load(), int64(12), "the batches that waited are stored together")
 }
 
+// With -processor.store-linger the storer waits for more scored batches
+// before it writes: batches that arrive within it go to the sink in one
+// write, in order, and are committed after it.
+func TestStoreLingerGathersBatches(t *testing.T) {
+	s := &testSink{l: newLedger()}
+	f := newFixture(t, s)
+	f.cfg.BatchSize, f.cfg.StoreLinger, f.cfg.IncidentsOff = 5, 3*time.Second, true
+	f.start(t)
+	values := readings(0, 30)
+	for i := 0; i < len(values); i += 5 {
+		f.produce(t, values[i:i+5]...) // six batches, one after the other
+		time.Sleep(20 * time.Millisecond)
+	}
+	requireCommitted(t, f.ledger, 30)
+	stored, _, violations := f.ledger.snapshot()
+	require.Empty(t, violations)
+	require.Equal(t, seqs(0, 30), stored)
+	require.LessOrEqual(t, s.attempts.Load(), int64(2), "six batches within the linger, one or two writes")
+}
+
 func TestConfigRejectsASinkWithoutOpen(t *testing.T) {
 	var c Config
 	fs := flag.NewFlagSet("", flag.PanicOnError)
