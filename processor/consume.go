@@ -121,9 +121,18 @@ func (p *Processor) consume(ctx context.Context) error {
 			<-committed
 		}()
 		pending := map[int]kafka.Message{} // the last message of each partition not committed yet
+		// The batches that wait go to the sinks together, up to 4 ×
+		// -processor.batch-size readings in one write; with
+		// -processor.store-linger the storer waits that long after the
+		// first for more. It ends when ready is closed and empty.
+		gather := batch.NewSizedCollector(ready, batch.Policy{Max: 4 * p.cfg.BatchSize, Linger: p.cfg.StoreLinger},
+			func(wk *work) int { return len(wk.b.Readings) })
 		var group []*work
-		for wk := range ready {
-			group = p.gather(append(group[:0], wk), ready)
+		for {
+			var ok bool
+			if group, ok = gather.Next(context.Background(), group); !ok {
+				return
+			}
 			if err := p.finish(drainCtx, group); err != nil {
 				p.log.Warn("batches left uncommitted at shutdown", "batches", len(group), "err", err)
 				return
@@ -350,46 +359,6 @@ func (p *Processor) prepare(ctx context.Context, det *detect.Detector, cen *cens
 
 // storeQueue is how many detected batches may wait for the sinks.
 const storeQueue = 16
-
-// gather appends to group the batches waiting in ready, up to a total of
-// 4 × -processor.batch-size readings: they go to the sinks in one write.
-// With -processor.store-linger it waits that long after the first for
-// more; without, it takes only what already waits.
-func (p *Processor) gather(group []*work, ready <-chan *work) []*work {
-	n := 0
-	for _, wk := range group {
-		n += len(wk.b.Readings)
-	}
-	var deadline <-chan time.Time // nil: never, so the default below decides
-	if p.cfg.StoreLinger > 0 {
-		t := time.NewTimer(p.cfg.StoreLinger)
-		defer t.Stop()
-		deadline = t.C
-	}
-	for n < 4*p.cfg.BatchSize {
-		var wk *work
-		var ok bool
-		if deadline != nil {
-			select {
-			case wk, ok = <-ready:
-			case <-deadline:
-				return group
-			}
-		} else {
-			select {
-			case wk, ok = <-ready:
-			default:
-				return group
-			}
-		}
-		if !ok {
-			return group
-		}
-		group = append(group, wk)
-		n += len(wk.b.Readings)
-	}
-	return group
-}
 
 // finish stores prepared batches in one sink write and waits until their
 // alerts and dead letters are published too. It returns only when

@@ -10,7 +10,8 @@ import (
 	"time"
 )
 
-// Policy says when a batch is complete: once it holds Max items, or, with
+// Policy says when a batch is complete: once it holds Max items (or Max
+// of their size, for a collector made by NewSizedCollector), or, with
 // a Linger of 0 (adaptive), as soon as the input runs dry: what is in hand
 // goes at once, and a batch grows only while more is already waiting, as
 // it does while the stage downstream is busy with the previous one (Kafka's
@@ -35,6 +36,7 @@ func (p Policy) Validate(name string) error {
 type Collector[T any] struct {
 	in    <-chan T
 	p     Policy
+	size  func(T) int // nil: each item counts 1
 	timer *time.Timer
 }
 
@@ -43,6 +45,22 @@ func NewCollector[T any](in <-chan T, p Policy) *Collector[T] {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	return &Collector[T]{in: in, p: p, timer: t}
+}
+
+// NewSizedCollector returns a collector reading from in whose batches are
+// complete once the sizes of their items add up to Policy.Max (items that
+// are themselves batches, counted in what they hold).
+func NewSizedCollector[T any](in <-chan T, p Policy, size func(T) int) *Collector[T] {
+	c := NewCollector(in, p)
+	c.size = size
+	return c
+}
+
+func (c *Collector[T]) sizeOf(v T) int {
+	if c.size == nil {
+		return 1
+	}
+	return c.size(v)
 }
 
 // Buf returns an empty buffer for the next batch, sized for the items
@@ -61,23 +79,24 @@ func (c *Collector[T]) Buf() []T {
 // returned whole, with true.
 func (c *Collector[T]) Next(ctx context.Context, buf []T) ([]T, bool) {
 	out := buf[:0]
+	n := 0 // the batch's size so far
 	select {
 	case v, ok := <-c.in:
 		if !ok {
 			return out, false
 		}
-		out = append(out, v)
+		out, n = append(out, v), c.sizeOf(v)
 	case <-ctx.Done():
 		return out, false
 	}
 	if c.p.Linger == 0 {
-		for len(out) < c.p.Max {
+		for n < c.p.Max {
 			select {
 			case v, ok := <-c.in:
 				if !ok {
 					return out, true
 				}
-				out = append(out, v)
+				out, n = append(out, v), n+c.sizeOf(v)
 			default:
 				return out, true
 			}
@@ -86,7 +105,7 @@ func (c *Collector[T]) Next(ctx context.Context, buf []T) ([]T, bool) {
 	}
 	c.timer.Reset(c.p.Linger)
 	defer c.timer.Stop()
-	for len(out) < c.p.Max {
+	for n < c.p.Max {
 		// What is waiting is taken without the three-way select, which
 		// costs several times a plain receive.
 		select {
@@ -94,7 +113,7 @@ func (c *Collector[T]) Next(ctx context.Context, buf []T) ([]T, bool) {
 			if !ok {
 				return out, true
 			}
-			out = append(out, v)
+			out, n = append(out, v), n+c.sizeOf(v)
 			continue
 		default:
 		}
@@ -103,7 +122,7 @@ func (c *Collector[T]) Next(ctx context.Context, buf []T) ([]T, bool) {
 			if !ok {
 				return out, true
 			}
-			out = append(out, v)
+			out, n = append(out, v), n+c.sizeOf(v)
 		case <-c.timer.C:
 			return out, true
 		case <-ctx.Done():

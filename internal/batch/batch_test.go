@@ -174,3 +174,23 @@ func BenchmarkCollectorLinger(b *testing.B) {
 		}
 	}
 }
+
+// A sized collector completes a batch once its items' sizes reach Max, in
+// both modes; an item larger than Max alone is a batch.
+func TestSizedCollector(t *testing.T) {
+	for _, p := range []Policy{{Max: 10}, {Max: 10, Linger: time.Hour}} {
+		in := make(chan int, 10)
+		for _, v := range []int{4, 4, 4, 12, 1} {
+			in <- v
+		}
+		close(in) // the last batch ends with the input, not the linger
+		c := NewSizedCollector(in, p, func(v int) int { return v })
+		var got [][]int
+		for range 3 {
+			b, ok := c.Next(context.Background(), nil)
+			require.True(t, ok)
+			got = append(got, b)
+		}
+		require.Equal(t, [][]int{{4, 4, 4}, {12}, {1}}, got, "linger %s", p.Linger)
+	}
+}

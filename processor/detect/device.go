@@ -165,6 +165,7 @@ func (d *Detector) observeDevice(r *sensor.Reading, names []string, series []*Se
 	}
 	dv.other = 0
 	frozen := dv.alert.open
+	warmup := d.cfg.deviceWarmup()
 	sum, ready := 0.0, true
 	for _, s := range series {
 		z, ok := s.refObserve(s.cfg, s.last, frozen)
@@ -187,7 +188,7 @@ func (d *Detector) observeDevice(r *sensor.Reading, names []string, series []*Se
 		dv.n++
 		a := max(1/float64(dv.n), d.cfg.AlphaMin)
 		dd := score - dv.lmean
-		if dv.n > d.cfg.deviceWarmup() {
+		if dv.n > warmup {
 			b := deviceLearnClip * math.Sqrt(dv.lvar+deviceFloor)
 			dd = min(max(dd, -b), b)
 		}
@@ -196,7 +197,7 @@ func (d *Detector) observeDevice(r *sensor.Reading, names []string, series []*Se
 	}
 	a := &dv.alert
 	if !a.open {
-		if dv.n <= d.cfg.deviceWarmup() || dz < d.cfg.DeviceZ {
+		if dv.n <= warmup || dz < d.cfg.DeviceZ {
 			return out
 		}
 		dv.contributors = contributors(dv.contributors[:0], names, series)

@@ -37,11 +37,11 @@ const (
 const KindSpread = "spread"
 
 // spreadChange folds in x (value v less its time of day's offset) at t
-// (Unix nanoseconds), with the level's spread sd, and scores the change of the series' spread: of its
-// values around their short-run mean, and of its steps from one reading to
-// the next (a rhythm that speeds up or slows down at the same amplitude, a
-// wandering series whose noise changes). Each is judged on its own; the
-// larger deviation speaks.
+// (Unix nanoseconds), with the level's spread sd, and scores the change of
+// the series' spread: of its values around their short-run mean, and of
+// its steps from one reading to the next (a rhythm that speeds up or slows
+// down at the same amplitude, a wandering series whose noise changes).
+// Each is judged on its own; the larger deviation speaks.
 func (s *Series) spreadChange(cfg *Config, v, x, sd float64, t int64) Finding {
 	if s.n < 2 {
 		return Finding{Kind: KindSpread}

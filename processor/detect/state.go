@@ -182,7 +182,7 @@ func (s *Series) state(c codec) {
 	for _, f := range []*float32{&s.v2z, &s.v2, &s.v2m, &s.v2v, &s.s2, &s.s2m, &s.s2v, &s.smM, &s.smV, &s.lmean, &s.lvar, &s.lshort, &s.lsvar} {
 		c.f32(f)
 	}
-	s.smWait = int16(bounded(c, int32(s.smWait), math.MaxInt16, "sustained scorer's wait out of range"))
+	s.smWait = int16(bounded(c, int32(s.smWait), math.MaxInt16, "detector state: sustained scorer's wait out of range"))
 	s.repeats = uint16(bounded(c, int32(s.repeats), math.MaxUint16, "detector state: repeat rate out of range"))
 }
 
