@@ -208,6 +208,8 @@ func (d *Detector) event(a *alertState, r *sensor.Reading, metric string, v, sco
 				move = map[bool]string{false: "faster", true: "slower"}[a.fall]
 				ev.Message = fmt.Sprintf("%s %s: its values change %s from one reading to the next than usual (now %g)", r.DeviceID, metric, move, v)
 			}
+		case KindShape:
+			ev.Message = fmt.Sprintf("%s %s: its values move in a shape the series has not shown, though they stay in their usual range (now %g)", r.DeviceID, metric, v)
 		case KindGap:
 			ev.Message = fmt.Sprintf("%s %s: readings resumed after a gap of more than %d usual intervals, and %d of its usual silences", r.DeviceID, metric, gapFactor, gapFactor)
 		}

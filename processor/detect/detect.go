@@ -34,6 +34,9 @@ type Config struct {
 	// Extremes turns on the extremes scorer: values, short-run levels and
 	// sustained rises or falls beyond anything the series has shown.
 	Extremes bool
+	// Shape turns on the window-shape scorer: a lasting change in the
+	// shape of the series' movement (shape.go).
+	Shape bool
 	// ReopenWithin: an alert that would resolve waits this long (of the
 	// readings' time) for the series to stay quiet; a detection meanwhile
 	// continues it. 0: resolve at once.
@@ -60,7 +63,7 @@ type Limit struct{ Min, Max float64 }
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	return Config{Warmup: 30, OpenScore: 0.4, ResolveScore: 0.2, ResolveAfter: 1, Z: 5, AlphaMin: 0.005, StuckAfter: 30, Extremes: true,
+	return Config{Warmup: 30, OpenScore: 0.4, ResolveScore: 0.2, ResolveAfter: 1, Z: 5, AlphaMin: 0.005, StuckAfter: 30, Extremes: true, Shape: true,
 		ReopenWithin: 0, MaxAlertsPerHour: 30, DeviceZ: 6}
 }
 
@@ -75,6 +78,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.AlphaMin, "detect.alpha", d.AlphaMin, "Smallest weight of a new reading in the level and spread estimates (smaller: slower baseline, catches slower drift).")
 	fs.IntVar(&c.StuckAfter, "detect.stuck-after", d.StuckAfter, "Identical consecutive readings that make a stuck-sensor alert, on a series whose value changes at every reading; a coarse one that repeats its values needs up to twice as many (0: off).")
 	fs.BoolVar(&c.Extremes, "detect.extremes", d.Extremes, "Alert on values, short-run levels and sustained rises or falls beyond anything a series has shown, once it has been watched for two days.")
+	fs.BoolVar(&c.Shape, "detect.shape", d.Shape, "Alert on a lasting change in the shape of a series' movement (a rhythm that speeds up) while its values stay in their usual range.")
 	fs.DurationVar(&c.ReopenWithin, "detect.reopen-within", d.ReopenWithin, "An alert that resolves and would reopen within this time (of the readings' clock) stays one open alert; its resolve event waits that long (0: resolve at once).")
 	fs.IntVar(&c.MaxAlertsPerHour, "detect.max-alerts-per-hour", d.MaxAlertsPerHour, "Ceiling on alert openings per device and hour; past it alerts are held back and one summary alert (kind ceiling) says how many (0: none).")
 	fs.Float64Var(&c.DeviceZ, "detect.device-z", d.DeviceZ, "A device alert opens when its metrics' combined deviation stands this many spreads above its usual level; it stays open while the device is out of its normal regime (0: off).")

@@ -42,6 +42,7 @@ type Series struct {
 	budget    *budget // the device's, shared by its series; nil without a ceiling
 	season    season
 	extremes  extremes
+	shape     shapes
 	// The device scorer's reference baseline (see device.go).
 	rn          int64
 	rmean, rvar float64
@@ -119,6 +120,13 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 		f.High += off
 		best = f
 	}
+	sh := s.shapeChange(cfg, x, sd, t)
+	st.Hold = st.Hold || sh.Hold
+	if f := sh; f.Score > best.Score {
+		f.Low += off
+		f.High += off
+		best = f
+	}
 	sm := s.sustained(cfg, v, sd, t)
 	st.Hold = st.Hold || sm.Hold // an open sustained alert lasts as long as the deviation
 	if f := sm; f.Score > best.Score {
@@ -154,6 +162,7 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 		x = v - s.season.offset(slot)
 		s.mean, s.varc, s.last = s.season.level, s.season.varDeso, x
 		s.restartSpread()
+		s.shape = shapes{} // the windows lose their daily slope
 	}
 	mean, sd := s.mean, s.sd() // the expected range before v, for a shift
 	s.update(cfg, v, x)

@@ -17,7 +17,7 @@ import (
 // keeps (a field added, removed or read differently): RestoreDevice
 // refuses a state of another version with ErrStateVersion, and the caller
 // discards it, so an older state is never misread.
-const StateVersion = 10
+const StateVersion = 11
 
 // ErrStateVersion: the state was written by another detector version.
 var ErrStateVersion = errors.New("detector state of another version")
@@ -184,6 +184,29 @@ func (s *Series) state(c codec) {
 	}
 	s.smWait = int16(bounded(c, int32(s.smWait), math.MaxInt16, "detector state: sustained scorer's wait out of range"))
 	s.repeats = uint16(bounded(c, int32(s.repeats), math.MaxUint16, "detector state: repeat rate out of range"))
+	s.shape.state(c)
+}
+
+func (h *shapes) state(c codec) {
+	c.f64(&h.anchor)
+	for i := range h.win {
+		c.f32(&h.win[i])
+	}
+	for k := range h.cats {
+		for i := range h.cats[k] {
+			v := int32(h.cats[k][i]) + shapeQuant
+			h.cats[k][i] = int16(bounded(c, v, 2*shapeQuant, "detector state: shape category out of range") - shapeQuant)
+		}
+		h.count[k] = uint8(bounded(c, int32(h.count[k]), int32(1/shapeLearn), "detector state: shape category count out of range"))
+	}
+	for _, f := range []*float32{&h.mean, &h.vr, &h.short, &h.svr} {
+		c.f32(f)
+	}
+	c.i32(&h.n)
+	h.next = uint8(bounded(c, int32(h.next), shapeW-1, "detector state: shape window position out of range"))
+	h.full = uint8(bounded(c, int32(h.full), shapeW, "detector state: shape window length out of range"))
+	h.ncat = uint8(bounded(c, int32(h.ncat), shapeK, "detector state: shape categories out of range"))
+	c.flag(&h.armed)
 }
 
 // bounded codes v, a field kept in fewer than 32 bits, as an int32: one
