@@ -142,10 +142,5 @@ func (s *Series) shapeChange(cfg *Config, x, sd float64, t int64) Finding {
 	if !cfg.Shape || !h.armed || !(z > 0) {
 		return Finding{Kind: KindShape}
 	}
-	fd := Finding{Score: spreadScore(z), Kind: KindShape, dev: z, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
-	if fd.Score >= cfg.OpenScore {
-		s.quiet = refractory
-		h.armed = false
-	}
-	return fd
+	return s.judged(cfg, KindShape, z, sd, &h.armed)
 }

@@ -82,10 +82,20 @@ func (s *Series) spreadChange(cfg *Config, v, x, sd float64, t int64) Finding {
 		// mean).
 		return Finding{Kind: KindSpread}
 	}
-	f := Finding{Score: spreadScore(zv), Kind: KindSpread, dev: zv, pace: pace, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
+	f := s.judged(cfg, KindSpread, zv, sd, &s.v2armed)
+	f.pace = pace
+	return f
+}
+
+// judged is the finding of a scorer (kind) whose statistic stands z of
+// its spreads off its usual, scored on the likelihood's scale, with the
+// level's expected range (spread sd); when it opens an alert the series
+// rests and the scorer disarms (*armed) until it is back to usual.
+func (s *Series) judged(cfg *Config, kind string, z, sd float64, armed *bool) Finding {
+	f := Finding{Score: spreadScore(z), Kind: kind, dev: z, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
 	if f.Score >= cfg.OpenScore {
 		s.quiet = refractory
-		s.v2armed = false
+		*armed = false
 	}
 	return f
 }

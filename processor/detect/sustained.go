@@ -57,10 +57,5 @@ func (s *Series) sustained(cfg *Config, v, sd float64, t int64) Finding {
 		// which the stuck scorer names.
 		return Finding{Kind: KindSustained}
 	}
-	f := Finding{Score: spreadScore(z), Kind: KindSustained, dev: z, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
-	if f.Score >= cfg.OpenScore {
-		s.quiet = refractory
-		s.smArmed = false
-	}
-	return f
+	return s.judged(cfg, KindSustained, z, sd, &s.smArmed)
 }
