@@ -320,4 +320,22 @@ func TestRestoreRefusesFieldsOutOfRange(t *testing.T) {
 	_, err = r.RestoreDevice("a", st)
 	require.ErrorContains(t, err, "repeat rate out of range")
 	require.Zero(t, r.Series())
+
+	// The shape scorer's positions index its arrays: one past them is
+	// refused, not read.
+	for _, c := range []struct {
+		set func(*shapes)
+		msg string
+	}{
+		{func(h *shapes) { h.next = shapeW }, "shape window position out of range"},
+		{func(h *shapes) { h.full = shapeW + 1 }, "shape window length out of range"},
+		{func(h *shapes) { h.ncat = shapeK + 1 }, "shape categories out of range"},
+	} {
+		d, s = fresh(t)
+		c.set(&s.shape)
+		st, _ = d.AppendDeviceState(nil, "a", "s1")
+		_, err = r.RestoreDevice("a", st)
+		require.ErrorContains(t, err, c.msg)
+		require.Zero(t, r.Series())
+	}
 }
