@@ -115,13 +115,7 @@ func (s *Series) shapeChange(cfg *Config, x, sd float64, t int64) Finding {
 		}
 	}
 	// The long-run statistics learn like the spread-change scorer's.
-	d := r - lm
-	dv := d
-	if h.n > spreadWarmup {
-		d = max(-spreadLearnClip*lsd, min(spreadLearnClip*lsd, d))
-		dv = max(-spreadVarClip*lsd, min(spreadVarClip*lsd, d))
-	}
-	h.mean, h.vr = float32(lm+a*d), float32((1-a)*(float64(h.vr)+a*dv*dv))
+	judge(r, &h.mean, &h.vr, a, h.n > spreadWarmup)
 	short := float64(h.short) + shapeShort*(r-float64(h.short))
 	h.short = float32(short)
 	ds := short - lm

@@ -111,21 +111,21 @@ func (s *Series) spreadStat(cur, m, vr *float32, e, u, a float64) float64 {
 	}
 	c += spreadAlpha * (min(e*e, spreadClip*u) - c)
 	*cur = float32(c)
-	return s.judge(math.Log(c+spreadRel*u), m, vr, a)
+	return judge(math.Log(c+spreadRel*u), m, vr, a, s.n > spreadWarmup)
 }
 
 // judge returns x's deviation from its long-run mean *m, in its long-run
-// spread √(*vr + spreadFloor), and learns both with weight a: past the
-// warm-up, the mean from x clipped at spreadLearnClip spreads and the
-// variance at spreadVarClip, so a lasting change is learned by the mean
-// walking to it.
-func (s *Series) judge(x float64, m, vr *float32, a float64) float64 {
+// spread √(*vr + spreadFloor), and learns both with weight a: once warm
+// (past the statistic's warm-up), the mean from x clipped at
+// spreadLearnClip spreads and the variance at spreadVarClip, so a lasting
+// change is learned by the mean walking to it.
+func judge(x float64, m, vr *float32, a float64, warm bool) float64 {
 	lm, lv := float64(*m), float64(*vr)
 	d := x - lm
 	lsd := math.Sqrt(lv + spreadFloor)
 	z := d / lsd
 	dv := d
-	if s.n > spreadWarmup {
+	if warm {
 		d = max(-spreadLearnClip*lsd, min(spreadLearnClip*lsd, d))
 		dv = max(-spreadVarClip*lsd, min(spreadVarClip*lsd, d))
 	}

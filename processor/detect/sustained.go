@@ -30,7 +30,7 @@ func (s *Series) sustained(cfg *Config, v, sd float64, t int64) Finding {
 	if s.n < 2 {
 		return Finding{Kind: KindSustained}
 	}
-	z := s.judge(float64(s.v2z)/sd, &s.smM, &s.smV, max(1/float64(s.n), likelihoodAlpha))
+	z := judge(float64(s.v2z)/sd, &s.smM, &s.smV, max(1/float64(s.n), likelihoodAlpha), s.n > spreadWarmup)
 	if s.alert.held(t) && spreadScore(z) >= cfg.ResolveScore {
 		// The deviation lasts: the series' alert stays open, whichever
 		// scorer opened it (a level shift within the expected range
