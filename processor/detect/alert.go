@@ -83,7 +83,12 @@ func (d *Detector) transition(s *Series, r *sensor.Reading, metric string, v flo
 			return out
 		}
 		d.open++
-		return append(out, d.event(a, r, metric, v, f.Score, sensor.StateOpen))
+		ev := d.event(a, r, metric, v, f.Score, sensor.StateOpen)
+		if f.Kind == KindZScore && f.pace {
+			ev.Message = fmt.Sprintf("%s %s: %g jumped by %+.4g from the previous reading, %.0f times its usual step (expected range [%.4g, %.4g])",
+				r.DeviceID, metric, v, f.step, f.stepZ, ev.ExpectedLow, ev.ExpectedHigh)
+		}
+		return append(out, ev)
 	}
 	a.peak = max(a.peak, f.Score)
 	// An alert lasts as long as the fault: it stays open while the value

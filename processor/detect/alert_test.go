@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -147,4 +148,24 @@ func TestForgetDevices(t *testing.T) {
 	require.Equal(t, 2, d.ForgetDevices(map[string]bool{"a": true, "x": true}))
 	require.Equal(t, 2, d.Series())
 	require.Equal(t, 1, d.OpenAlerts())
+}
+
+// TestJumpAlertSaysItJumped: a jump from one reading to the next that
+// stays inside the range a wide, slow swing gives the level is detected
+// by its size against the usual step, and the alert says that, not that
+// the value left a range it did not leave.
+func TestJumpAlertSaysItJumped(t *testing.T) {
+	v := make([]float64, 1200)
+	for i := range v {
+		v[i] = 50 + 10*math.Sin(2*math.Pi*float64(i)/200) + 0.01*math.Sin(float64(i)*1.7)
+	}
+	v[1000] += 4 // a step of about 4 where the usual one is at most 0.3
+	o := opened(feed(DefaultConfig(), v))
+	require.Len(t, o, 1, "one alert, for the jump")
+	a := o[0]
+	require.Equal(t, KindZScore, a.Kind)
+	require.True(t, a.Value > a.ExpectedLow && a.Value < a.ExpectedHigh, "the value stays inside its range: %s", a.Message)
+	require.Contains(t, a.Message, "jumped by +4", a.Message)
+	require.Contains(t, a.Message, "times its usual step", a.Message)
+	t.Log(a.Message)
 }

@@ -168,10 +168,11 @@ type Finding struct {
 	Low, High float64
 	// Hold keeps an open alert open though the score is low: the
 	// condition that opened it persists (a sensor still stuck).
-	Hold bool
-	dev  float64 // signed distance from the level (zscore); for a burst, its short-run mean z
-	step float64 // change from the previous value (zscore only)
-	pace bool    // a spread change of the steps, not of the values around their mean
+	Hold  bool
+	dev   float64 // signed distance from the level (zscore); for a burst, its short-run mean z
+	step  float64 // change from the previous value (zscore only)
+	pace  bool    // a spread change of the steps, not of the values around their mean; a zscore: the step from the previous value spoke
+	stepZ float64 // a zscore whose step spoke: that step in the usual step's spreads
 }
 
 type seriesKey struct{ device, metric string }

@@ -195,7 +195,11 @@ func (s *Series) likelihood(cfg *Config, f Finding, t int64) Finding {
 		// Rate of change: a step much larger than the series' usual
 		// steps, even where slow swings make the level's spread wide.
 		if s.n > 2 && s.dvar > 0 {
-			zr = max(zr, math.Abs(f.step)/math.Sqrt(s.dvar))
+			if zs := math.Abs(f.step) / math.Sqrt(s.dvar); zs > zr {
+				// The jump speaks, not the distance from the level: the
+				// alert says so (the value may lie inside its range).
+				zr, f.pace, f.stepZ = zs, true, zs
+			}
 		}
 		r := zr / rawZ
 		raw = 1 - math.Exp2(-r*r)
