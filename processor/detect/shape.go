@@ -136,5 +136,5 @@ func (s *Series) shapeChange(cfg *Config, x, sd float64, t int64) Finding {
 	if !cfg.Shape || !h.armed || !(z > 0) {
 		return Finding{Kind: KindShape}
 	}
-	return s.judged(cfg, KindShape, z, sd, &h.armed)
+	return s.judged(cfg, KindShape, spreadScore(z), z, sd, &h.armed)
 }

@@ -59,17 +59,24 @@ func (s *Series) spreadChange(cfg *Config, v, x, sd float64, t int64) Finding {
 	// The steps, clipped at 3 of their usual spread.
 	ssd := max(math.Sqrt(s.dvar), 1e-9+1e-6*math.Abs(s.mean))
 	zs := s.spreadStat(&s.s2, &s.s2m, &s.s2v, s.step(v, x), ssd*ssd, a)
-	pace := math.Abs(zs) > math.Abs(zv)
-	if pace {
-		zv = zs
+	// The steps' score has the looser bar (spreadLooks); the values'
+	// does not, since a level shift also widens their spread around the
+	// short-run mean until that mean catches up, and would read as a
+	// change of spread.
+	score, pace := spreadScore(zv), false
+	if sc := stepSpreadScore(zs); sc > score {
+		score, pace = sc, true
 	}
-	if s.alert.kind == KindSpread && s.alert.held(t) && spreadScore(zv) >= cfg.ResolveScore {
+	if s.alert.kind == KindSpread && s.alert.held(t) && score >= cfg.ResolveScore {
 		// The change lasts: its alert stays open.
 		s.v2armed = false
 		return Finding{Kind: KindSpread, Hold: true}
 	}
-	if math.Abs(zv) < 1 {
+	if math.Abs(zv) < 1 && math.Abs(zs) < 1 {
 		s.v2armed = true // both back to usual: the next change may be detected
+	}
+	if pace {
+		zv = zs
 	}
 	if s.n <= spreadWarmup || s.quiet > 0 || s.alert.open {
 		s.v2armed = false // one event, one detection
@@ -82,17 +89,17 @@ func (s *Series) spreadChange(cfg *Config, v, x, sd float64, t int64) Finding {
 		// mean).
 		return Finding{Kind: KindSpread}
 	}
-	f := s.judged(cfg, KindSpread, zv, sd, &s.v2armed)
+	f := s.judged(cfg, KindSpread, score, zv, sd, &s.v2armed)
 	f.pace = pace
 	return f
 }
 
 // judged is the finding of a scorer (kind) whose statistic stands z of
-// its spreads off its usual, scored on the likelihood's scale, with the
-// level's expected range (spread sd); when it opens an alert the series
-// rests and the scorer disarms (*armed) until it is back to usual.
-func (s *Series) judged(cfg *Config, kind string, z, sd float64, armed *bool) Finding {
-	f := Finding{Score: spreadScore(z), Kind: kind, dev: z, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
+// its spreads off its usual and scores score, with the level's expected
+// range (spread sd); when it opens an alert the series rests and the
+// scorer disarms (*armed) until it is back to usual.
+func (s *Series) judged(cfg *Config, kind string, score, z, sd float64, armed *bool) Finding {
+	f := Finding{Score: score, Kind: kind, dev: z, Low: s.mean - cfg.Z*sd, High: s.mean + cfg.Z*sd}
 	if f.Score >= cfg.OpenScore {
 		s.quiet = refractory
 		*armed = false
@@ -137,6 +144,22 @@ func judge(x float64, m, vr *float32, a float64, warm bool) float64 {
 // log's spreads, from its usual: the likelihood's scale, both ways.
 func spreadScore(zv float64) float64 {
 	l := tailL(math.Abs(zv))
+	return l / (l + surpriseHalf)
+}
+
+// spreadLooks is log10 of the number of readings the spread statistic's
+// short-run mean spans, (2-spreadAlpha)/spreadAlpha (about 99). The
+// likelihood's bar is a tail probability per reading; the statistic's
+// consecutive values share most of their readings, so one that crosses a
+// bar of q does so in a run of about that many, and a run makes one
+// detection: at a bar that many times q it raises no more detections
+// than independent readings would at q.
+var spreadLooks = math.Log10((2 - spreadAlpha) / spreadAlpha)
+
+// stepSpreadScore is the score of the steps' spread statistic's deviation
+// zs: the likelihood's scale, its bar loosened by spreadLooks.
+func stepSpreadScore(zs float64) float64 {
+	l := tailL(math.Abs(zs)) + spreadLooks
 	return l / (l + surpriseHalf)
 }
 

@@ -57,5 +57,5 @@ func (s *Series) sustained(cfg *Config, v, sd float64, t int64) Finding {
 		// which the stuck scorer names.
 		return Finding{Kind: KindSustained}
 	}
-	return s.judged(cfg, KindSustained, z, sd, &s.smArmed)
+	return s.judged(cfg, KindSustained, spreadScore(z), z, sd, &s.smArmed)
 }
