@@ -778,6 +778,37 @@ func TestGapOpensAnAlertWhenReadingsResume(t *testing.T) {
 	require.Empty(t, feedTimes(t, func(i int) time.Duration { return time.Duration(1+i%3) * time.Second }))
 }
 
+// Readings that overtook others (two bridges sharing a subscription, one
+// of them late with ten readings): the jump over the late readings is a
+// silence as far as the series can tell (one gap alert), but the next
+// in-order reading after the late ones is not the end of another one.
+func TestLateReadingsDoNotMakeASecondGap(t *testing.T) {
+	v := noise(400, 3, 20, 0.5)
+	order := make([]int, 0, len(v))
+	for i := range 300 {
+		order = append(order, i)
+	}
+	order = append(order, 310, 311, 312, 313, 314, 315, 316, 317, 318, 319)
+	for i := 300; i < 310; i++ {
+		order = append(order, i) // late
+	}
+	for i := 320; i < len(v); i++ {
+		order = append(order, i)
+	}
+	ts, vals := make([]time.Time, len(order)), make([]float64, len(order))
+	for k, i := range order {
+		ts[k], vals[k] = t0.Add(time.Duration(i)*time.Second), v[i]
+	}
+	var gaps []sensor.Alert
+	for _, a := range feedAt(DefaultConfig(), ts, vals) {
+		if a.Kind == KindGap && a.State == sensor.StateOpen {
+			gaps = append(gaps, a)
+		}
+	}
+	require.Len(t, gaps, 1, "%+v", gaps)
+	require.Equal(t, t0.Add(310*time.Second), gaps[0].TS, "opened by the reading that overtook ten others")
+}
+
 // A series silent for a minute after every eleven readings a second apart
 // learns those silences as its habit; a silence twenty times as long is
 // still a gap.

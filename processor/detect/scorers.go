@@ -43,18 +43,22 @@ var longUp, longDown = math.Exp(longStep), math.Exp(-longStep * longShare)
 // gapFactor times the series' usual interval and its long interval
 // (learned from the readings' own timestamps, so a gap shows when the
 // series resumes). It also learns both; a gap itself moves the usual
-// interval little.
+// interval little. A late reading (one that repeats or steps back from
+// the newest time seen) neither learns nor moves that time back: the
+// silence after it is measured from the newest reading, so readings that
+// overtook others (two bridges sharing a subscription) do not make the
+// next in-order reading look like the end of a gap.
 func (s *Series) gap(cfg *Config, ts time.Time) Finding {
 	t := ts.UnixNano()
 	prev := s.lastTS
+	if prev != 0 && t <= prev {
+		return Finding{Kind: KindGap}
+	}
 	s.lastTS = t
 	if s.n < 2 || prev == 0 {
 		return Finding{Kind: KindGap}
 	}
 	dt := float64(t-prev) / 1e9
-	if dt <= 0 {
-		return Finding{Kind: KindGap}
-	}
 	f := Finding{Kind: KindGap}
 	long := float64(s.long)
 	if s.cadence > 0 && s.n > int64(cfg.Warmup) && dt > gapFactor*max(float64(s.cadence), long) {

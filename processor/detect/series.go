@@ -92,9 +92,9 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 	// strictly higher score, so a crossed limit (score 1) always names the kind.
 	best := limit(cfg, metric, v)
 	t := ts.UnixNano()
-	dt := 0.0
+	dt := 0.0 // since the newest reading before; 0 for a late one, so it weighs nothing in the daily profile
 	if s.lastTS != 0 {
-		dt = float64(t-s.lastTS) / 1e9
+		dt = max(0, float64(t-s.lastTS)/1e9)
 	}
 	slot := seasonSlot(t)
 	off := s.season.offset(slot)
