@@ -158,11 +158,7 @@ func (r *run) verify(ctx context.Context, res *row) error {
 		return err
 	}
 	seen := map[key]bool{}
-	// Readings that reached the readings topic after a later one of their
-	// device (not a redelivered copy): with several bridges on a shared
-	// subscription a device's readings are split between them, and one
-	// bridge's batch can land after the other's.
-	latest, late := map[string]time.Time{}, map[string][]time.Time{}
+	var late lateReadings
 	for _, m := range readings {
 		var v struct {
 			DeviceID string    `json:"device_id"`
@@ -174,23 +170,10 @@ func (r *run) verify(ctx context.Context, res *row) error {
 		k := key{v.DeviceID, v.TS.UnixMilli()}
 		if seen[k] {
 			res.redelivered++
-		} else if v.TS.Before(latest[v.DeviceID]) {
-			late[v.DeviceID] = append(late[v.DeviceID], v.TS)
+		} else {
+			late.add(v.DeviceID, v.TS)
 		}
 		seen[k] = true
-		if v.TS.After(latest[v.DeviceID]) {
-			latest[v.DeviceID] = v.TS
-		}
-	}
-	// A gap alert whose silence a late reading of the device fills was
-	// raised on a reading that overtook it: reordered, not silent.
-	reordered := func(device string, started time.Time) bool {
-		for _, t := range late[device] {
-			if t.Before(started) && started.Sub(t) < 10*time.Second {
-				return true
-			}
-		}
-		return false
 	}
 	// Gap alerts wait up to -incidents.hold in the incidents stage before
 	// they are published alone: read the alerts topic once none is held.
@@ -232,7 +215,7 @@ func (r *run) verify(ctx context.Context, res *row) error {
 			res.opened[a.Kind]++
 			switch {
 			case a.Kind != "gap" || dropouts.explain(a.Device, a.Started):
-			case reordered(a.Device, a.Started):
+			case late.explains(a.Device, a.Started):
 				res.reorderGaps++
 				gaps = append(gaps, "reordered: "+string(m.Value))
 			default:
@@ -618,4 +601,40 @@ func (r *run) compareAlerts(ctx context.Context, res *row, readings []kafka.Mess
 			[]byte("missed (an uninterrupted detector raises them):\n"+strings.Join(missed, "\n")+"\n\nextra:\n"+strings.Join(extra, "\n")+"\n"), 0o644)
 	}
 	return nil
+}
+
+// lateReadings notes the readings that reached the readings topic after a
+// later one of their device: with several bridges on a shared
+// subscription a device's readings are split between them, and one
+// bridge's batch can land after the other's.
+type lateReadings struct {
+	latest map[string]time.Time
+	late   map[string][]time.Time
+}
+
+// add notes a reading of device at ts, in the order of the readings topic
+// (redelivered copies left out).
+func (l *lateReadings) add(device string, ts time.Time) {
+	if l.latest == nil {
+		l.latest, l.late = map[string]time.Time{}, map[string][]time.Time{}
+	}
+	last, ok := l.latest[device]
+	switch {
+	case !ok || ts.After(last):
+		l.latest[device] = ts
+	case ts.Before(last):
+		l.late[device] = append(l.late[device], ts)
+	}
+}
+
+// explains reports whether a gap alert of device that started at started
+// was raised on a reading that overtook others: a late reading of the
+// device fills its silence (lies less than ten seconds before it).
+func (l *lateReadings) explains(device string, started time.Time) bool {
+	for _, t := range l.late[device] {
+		if t.Before(started) && started.Sub(t) < 10*time.Second {
+			return true
+		}
+	}
+	return false
 }
