@@ -1048,3 +1048,18 @@ func TestGapAlertFollowsTheTimeOfDay(t *testing.T) {
 	require.False(t, resolved.IsZero())
 	require.LessOrEqual(t, resolved.Sub(opened), 10*time.Minute, "resolved by the readings after it")
 }
+
+// The steps' spread statistic scores 0 at its usual value, and reaches
+// the open bar spreadLooks of surprise sooner than the values' statistic.
+func TestStepSpreadScoreBar(t *testing.T) {
+	cfg := DefaultConfig()
+	require.Zero(t, stepSpreadScore(&cfg, 0))
+	l0 := surpriseHalf * cfg.OpenScore / (1 - cfg.OpenScore)
+	z := 0.0
+	for tailL(z) < l0-spreadLooks { // the z at the loosened bar
+		z += 1e-4
+	}
+	require.InDelta(t, cfg.OpenScore, stepSpreadScore(&cfg, z), 1e-3)
+	require.Less(t, spreadScore(z), cfg.OpenScore, "the values' statistic is not at its bar there")
+	require.Greater(t, stepSpreadScore(&cfg, z), spreadScore(z))
+}

@@ -64,7 +64,7 @@ func (s *Series) spreadChange(cfg *Config, v, x, sd float64, t int64) Finding {
 	// short-run mean until that mean catches up, and would read as a
 	// change of spread.
 	score, pace := spreadScore(zv), false
-	if sc := stepSpreadScore(zs); sc > score {
+	if sc := stepSpreadScore(cfg, zs); sc > score {
 		score, pace = sc, true
 	}
 	if s.alert.kind == KindSpread && s.alert.held(t) && score >= cfg.ResolveScore {
@@ -157,9 +157,13 @@ func spreadScore(zv float64) float64 {
 var spreadLooks = math.Log10((2 - spreadAlpha) / spreadAlpha)
 
 // stepSpreadScore is the score of the steps' spread statistic's deviation
-// zs: the likelihood's scale, its bar loosened by spreadLooks.
-func stepSpreadScore(zs float64) float64 {
-	l := tailL(math.Abs(zs)) + spreadLooks
+// zs: the likelihood's scale, with its surprise L stretched so that the
+// bar of -detect.open-score (L0 = 10 at 0.4) is reached spreadLooks
+// sooner, at L0 - spreadLooks. Stretched rather than shifted, so a
+// statistic at its usual value still scores 0.
+func stepSpreadScore(cfg *Config, zs float64) float64 {
+	l0 := surpriseHalf * cfg.OpenScore / (1 - cfg.OpenScore)
+	l := tailL(math.Abs(zs)) * l0 / max(l0-spreadLooks, l0/2)
 	return l / (l + surpriseHalf)
 }
 
