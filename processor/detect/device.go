@@ -143,6 +143,7 @@ func (d *Detector) observeDevice(r *sensor.Reading, names []string, series []*Se
 	k := len(series)
 	for _, s := range series {
 		s.inDevice = dv.alert.open // as of the previous reading, for the next
+		s.together = false         // set below once the device is scored
 	}
 	if sig := metricSet(names); dv.set != sig {
 		// Another set of metrics. A reading that lacks a metric now and
@@ -184,6 +185,22 @@ func (d *Detector) observeDevice(r *sensor.Reading, names []string, series []*Se
 	score := math.Log1p(sum / float64(k))
 	dz := (score - dv.lmean) / math.Sqrt(dv.lvar+deviceFloor)
 	dv.last = dz
+	// The metrics move together: the device's score stands half its bar
+	// above usual, and no metric holds most of the evidence beyond the
+	// usual (a metric's usual short average of z² is about 1): a load
+	// that moves current, temperature and vibration at once. A burst of
+	// one of them is then the device's movement, which this score judges.
+	if dv.n > warmup && dz >= d.cfg.DeviceZ/2 {
+		top, excess := 0.0, 0.0
+		for _, s := range series {
+			e := max(0, float64(s.ev)-1)
+			top, excess = max(top, e), excess+e
+		}
+		together := excess > 0 && top <= deviceMaxShare*excess
+		for _, s := range series {
+			s.together = together
+		}
+	}
 	if !frozen {
 		dv.n++
 		a := max(1/float64(dv.n), d.cfg.AlphaMin)

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -187,4 +188,60 @@ func TestDeviceAlertWaitsForTheReferencesMemory(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, opened, from)
 	require.Less(t, opened, from+60, "opens within a minute of the onset")
+}
+
+// motor is a device of three metrics read once a minute for three days,
+// each noise around its own level; from reading at, for 30 readings, the
+// metrics named in rise move up by 4 of their spreads.
+func motor(seed uint64, at int, rise ...string) []sensor.Reading {
+	rng := rand.New(rand.NewPCG(seed, 5))
+	names := []string{"current", "temperature", "vibration"}
+	t0 := time.Date(2026, 3, 9, 0, 0, 0, 0, time.UTC)
+	out := make([]sensor.Reading, 3*1440)
+	for i := range out {
+		m := map[string]float64{}
+		for j, name := range names {
+			v := 10*float64(j+1) + rng.NormFloat64()
+			if i >= at && i < at+30 && slices.Contains(rise, name) {
+				v += 4
+			}
+			m[name] = v
+		}
+		out[i] = sensor.Reading{DeviceID: "motor-1", Site: "plant", TS: t0.Add(time.Duration(i) * time.Minute), Metrics: m}
+	}
+	return out
+}
+
+// TestMetricsMoveTogether: while all of a motor's metrics rise by 4
+// spreads at once, its series learn that the device moves as a whole (so
+// a burst of theirs is left to the device score) on most readings; while
+// only the current rises they hardly do, nor on ordinary readings.
+func TestMetricsMoveTogether(t *testing.T) {
+	const at = 2*1440 + 600
+	share := func(seed uint64, rise ...string) (before, during float64) {
+		d := New(DefaultConfig())
+		var out []sensor.Alert
+		nb, nd := 0, 0
+		for i, r := range motor(seed, at, rise...) {
+			out, _ = d.Observe(&r, out[:0], nil)
+			if !d.series[seriesKey{"motor-1", "current"}].together {
+				continue
+			}
+			switch {
+			case i >= 1440 && i < at:
+				nb++
+			case i >= at && i < at+30:
+				nd++
+			}
+		}
+		return float64(nb) / float64(at-1440), float64(nd) / 30
+	}
+	for seed := range uint64(5) {
+		before, joint := share(seed, "current", "temperature", "vibration")
+		_, alone := share(seed, "current")
+		t.Logf("seed %d: together on %.3f of ordinary readings, %.2f of a joint rise, %.2f of the current's rise alone", seed, before, joint, alone)
+		require.Less(t, before, 0.05, "seed %d", seed)
+		require.Greater(t, joint, 0.5, "seed %d", seed)
+		require.Less(t, alone, 0.1, "seed %d", seed)
+	}
 }

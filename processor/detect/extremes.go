@@ -73,8 +73,11 @@ func extremeScore(margin float64) float64 {
 // kind that fires. d is v's deviation from the level (less the time of
 // day's offset) and sd the level's spread; warm reports whether the series
 // is past its warm-up: until then the quiet-time spread is the level's,
-// after it it learns on its own with weight alpha per reading.
-func (e *extremes) observe(t int64, v, d, sd, alpha float64, warm bool) Finding {
+// after it it learns on its own with weight alpha per reading. bursts is
+// false while a burst is not the series' own to report (its device's
+// metrics move together): an excursion that becomes one of the two
+// largest then does not alert later either.
+func (e *extremes) observe(t int64, v, d, sd, alpha float64, warm, bursts bool) Finding {
 	if !e.started {
 		*e = extremes{first: t, lo: v, hi: v, mean: v, mlo: v, mhi: v, started: true}
 		return Finding{Kind: KindRange}
@@ -113,7 +116,7 @@ func (e *extremes) observe(t int64, v, d, sd, alpha float64, warm bool) Finding 
 	big := math.Abs(e.burst)*q >= burstTol*(e.hi-e.lo)
 	for i, b := range [2]float64{e.burst, -e.burst} {
 		// A burst that comes with a record counts as found.
-		if m, ok := e.moves[i].step(b, may && big); ok && best.Score == 0 {
+		if m, ok := e.moves[i].step(b, may && big && bursts); ok && best.Score == 0 {
 			best = Finding{Score: extremeScore(m), Kind: KindBurst, Low: nan, High: nan, dev: e.burst}
 		}
 	}

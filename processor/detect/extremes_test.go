@@ -16,7 +16,7 @@ func hour(h float64) int64 { return t0.Add(time.Duration(h * float64(time.Hour))
 // at feeds value v at hour h with deviation d from the level, in units of
 // a quiet-time spread that stays 1 (weight 0), the series past its warm-up.
 func (e *extremes) at(h, v, d float64) Finding {
-	return e.observe(hour(h), v, d, 1, 0, true)
+	return e.observe(hour(h), v, d, 1, 0, true, true)
 }
 
 // warmExtremes returns extremes that have seen values alternating between
@@ -165,7 +165,7 @@ func TestExtremesWaitTwoDaysAndScoreTheMargin(t *testing.T) {
 	}
 	require.Zero(t, e.at(47, 100, 0).Score, "not armed before two days")
 	e = *warmExtremes(0, 10)
-	require.Zero(t, e.observe(hour(72), 100, 0, 1, 0, false).Score, "not armed during the warm-up")
+	require.Zero(t, e.observe(hour(72), 100, 0, 1, 0, false, true).Score, "not armed during the warm-up")
 	small := warmExtremes(0, 10).at(72, 11, 0)
 	large := warmExtremes(0, 10).at(72, 25, 0)
 	require.Equal(t, KindRange, small.Kind)
@@ -179,11 +179,11 @@ func TestExtremesWaitTwoDaysAndScoreTheMargin(t *testing.T) {
 func TestQuietSpreadIgnoresABusyStretch(t *testing.T) {
 	var e extremes
 	for i := 0; i < 30; i++ {
-		e.observe(hour(float64(i)), 0, 0, 2, 0.005, false)
+		e.observe(hour(float64(i)), 0, 0, 2, 0.005, false, true)
 	}
 	require.InDelta(t, 4.0, e.quiet2, 0.05, "the level's spread during the warm-up")
 	for i := 30; i < 80; i++ {
-		e.observe(hour(float64(i)), 0, 20, 2, 0.005, true) // ten spreads off, fifty times
+		e.observe(hour(float64(i)), 0, 20, 2, 0.005, true, true) // ten spreads off, fifty times
 	}
 	require.Less(t, math.Sqrt(e.quiet2), 2.6, "clipped at 1.75 of itself, it grows by at most 1 %% a reading")
 	require.Greater(t, math.Sqrt(e.quiet2), 2.0)
@@ -291,6 +291,45 @@ func TestBurstPastTheBarWhileSilentNeverAlerts(t *testing.T) {
 	require.Zero(t, feed(5, 100), "past the bar during the rest")
 	feed(0, 30)
 	require.Equal(t, 1, feed(5.5, 20), "the next excursion past the bar alerts")
+}
+
+// A burst that is not the series' own (its device's metrics move
+// together) does not alert, then or later in the same excursion; it still
+// raises the bar for the next.
+func TestBurstHeldBackWhileTheDeviceMovesTogether(t *testing.T) {
+	e := warmExtremes(0, 10)
+	require.Empty(t, nonzero(excursionsOf(e, 4, 6)), "the bar: peaks 4 and 6")
+	at := 72.0 + 100
+	for i := range 50 { // a peak of 5 passes 4, while the device moves as a whole
+		d := 5.0
+		if i >= 20 {
+			d = 0
+		}
+		require.Zero(t, e.observe(hour(at), 5, d, 1, 0, true, i >= 10).Score, "reading %d", i)
+		at++
+	}
+	for i := range 50 { // 5 is now the bar; 5.5 passes it, the series' own
+		d := 5.5
+		if i >= 20 {
+			d = 0
+		}
+		if f := e.observe(hour(at), 5, d, 1, 0, true, true); f.Score > 0 {
+			require.Equal(t, KindBurst, f.Kind)
+			return
+		}
+		at++
+	}
+	t.Fatal("the next excursion past the bar alerts")
+}
+
+func nonzero(fs []Finding) []Finding {
+	var out []Finding
+	for _, f := range fs {
+		if f.Score > 0 {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // A burst finding carries its direction for the alert's message.

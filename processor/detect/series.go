@@ -74,6 +74,7 @@ type Series struct {
 	v2armed     bool
 	smArmed     bool             // the sustained scorer may detect
 	inDevice    bool             // the series' device had its device alert open at the previous reading
+	together    bool             // at the previous reading its device's metrics moved together (device.go): no burst
 	stuckRun    bool             // the current run made a stuck alert
 	stuckSeen   bool             // stuckVal is set
 	moved       bool             // the series ever changed value (a constant series is not "stuck")
@@ -140,7 +141,7 @@ func (s *Series) Observe(cfg *Config, metric string, ts time.Time, v float64) Fi
 		best = f
 	}
 	if cfg.Extremes {
-		if f := s.extremes.observe(t, v, x-s.mean, sd, cfg.AlphaMin, s.n > int64(cfg.Warmup)); f.Score > 0 {
+		if f := s.extremes.observe(t, v, x-s.mean, sd, cfg.AlphaMin, s.n > int64(cfg.Warmup), !s.together); f.Score > 0 {
 			// One event, one detection: the likelihood rests too.
 			s.quiet = max(s.quiet, refractory)
 			if f.Kind == KindBurst { // the likelihood's expected range

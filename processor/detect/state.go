@@ -17,7 +17,7 @@ import (
 // keeps (a field added, removed or read differently): RestoreDevice
 // refuses a state of another version with ErrStateVersion, and the caller
 // discards it, so an older state is never misread.
-const StateVersion = 11
+const StateVersion = 12
 
 // ErrStateVersion: the state was written by another detector version.
 var ErrStateVersion = errors.New("detector state of another version")
@@ -153,7 +153,7 @@ func (s *Series) state(c codec) {
 	c.f32(&s.cadence)
 	c.f32(&s.long)
 	c.f64(&s.stuckVal)
-	for _, f := range []*bool{&s.stuckRun, &s.stuckSeen, &s.moved, &s.shifted, &s.hasPrev, &s.v2armed, &s.smArmed, &s.inDevice} {
+	for _, f := range []*bool{&s.stuckRun, &s.stuckSeen, &s.moved, &s.shifted, &s.hasPrev, &s.v2armed, &s.smArmed, &s.inDevice, &s.together} {
 		c.flag(f)
 	}
 	c.f64(&s.prevLevel)
