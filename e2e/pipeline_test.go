@@ -448,9 +448,21 @@ func readAll(t *testing.T, brokers, topic string) []kafka.Message {
 	cl := &kafka.Client{Addr: kafka.TCP(addrs...)}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	require.NoError(t, err)
-	require.Len(t, md.Topics, 1)
+	// A busy broker may answer a metadata request with a topic error and
+	// no partitions (a leader not yet known): ask again rather than read
+	// nothing.
+	var md *kafka.MetadataResponse
+	for {
+		var err error
+		md, err = cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+		require.NoError(t, err)
+		require.Len(t, md.Topics, 1)
+		if md.Topics[0].Error == nil && len(md.Topics[0].Partitions) > 0 {
+			break
+		}
+		require.NoError(t, ctx.Err(), "metadata of %s: %v", topic, md.Topics[0].Error)
+		time.Sleep(100 * time.Millisecond)
+	}
 	var out []kafka.Message
 	for _, p := range md.Topics[0].Partitions {
 		conn, err := kafka.DialLeader(ctx, "tcp", addrs[0], topic, p.ID)
