@@ -59,24 +59,15 @@ func (s *Series) spreadChange(cfg *Config, v, x, sd float64, t int64) Finding {
 	// The steps, clipped at 3 of their usual spread.
 	ssd := max(math.Sqrt(s.dvar), 1e-9+1e-6*math.Abs(s.mean))
 	zs := s.spreadStat(&s.s2, &s.s2m, &s.s2v, s.step(v, x), ssd*ssd, a)
-	// The steps' score has the looser bar (spreadLooks); the values'
-	// does not, since a level shift also widens their spread around the
-	// short-run mean until that mean catches up, and would read as a
-	// change of spread.
-	score, pace := spreadScore(zv), false
-	if sc := stepSpreadScore(cfg, zs); sc > score {
-		score, pace = sc, true
-	}
-	if s.alert.kind == KindSpread && s.alert.held(t) && score >= cfg.ResolveScore {
-		// The change lasts: its alert stays open.
-		s.v2armed = false
-		return Finding{Kind: KindSpread, Hold: true}
+	if s.alert.kind == KindSpread && s.alert.held(t) {
+		if score, _ := changeScore(cfg, zv, zs); score >= cfg.ResolveScore {
+			// The change lasts: its alert stays open.
+			s.v2armed = false
+			return Finding{Kind: KindSpread, Hold: true}
+		}
 	}
 	if math.Abs(zv) < 1 && math.Abs(zs) < 1 {
 		s.v2armed = true // both back to usual: the next change may be detected
-	}
-	if pace {
-		zv = zs
 	}
 	if s.n <= spreadWarmup || s.quiet > 0 || s.alert.open {
 		s.v2armed = false // one event, one detection
@@ -89,9 +80,27 @@ func (s *Series) spreadChange(cfg *Config, v, x, sd float64, t int64) Finding {
 		// mean).
 		return Finding{Kind: KindSpread}
 	}
+	score, pace := changeScore(cfg, zv, zs)
+	if pace {
+		zv = zs
+	}
 	f := s.judged(cfg, KindSpread, score, zv, sd, &s.v2armed)
 	f.pace = pace
 	return f
+}
+
+// changeScore is the spread scorer's score of the values' statistic zv
+// and the steps' zs, the higher of the two, and whether the steps' it is.
+// The steps' has the looser bar (spreadLooks); the values' does not, since
+// a level shift also widens their spread around the short-run mean until
+// that mean catches up, and would read as a change of spread. Computed
+// only where it is needed, not at every reading.
+func changeScore(cfg *Config, zv, zs float64) (score float64, pace bool) {
+	score = spreadScore(zv)
+	if sc := stepSpreadScore(cfg, zs); sc > score {
+		return sc, true
+	}
+	return score, false
 }
 
 // judged is the finding of a scorer (kind) whose statistic stands z of
